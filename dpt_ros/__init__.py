@@ -1,0 +1,27 @@
+"""dpt_ros: metric depth, point clouds and semantic masks from Dense Prediction Transformers.
+
+The public API is imported lazily so that `import dpt_ros` stays cheap and never pulls in rclpy
+(or torch, until a model function is used). Every name here lives in the ROS-free core.
+"""
+
+from importlib import import_module
+from typing import Any
+
+# public name -> module that defines it
+_PUBLIC_API = {
+    "build_model": "dpt_ros.core.model.dpt",
+    "preprocess": "dpt_ros.core.preprocess",
+    "get_preset": "dpt_ros.core.model.presets",
+    "PRESETS": "dpt_ros.core.model.presets",
+    "InferenceEngine": "dpt_ros.core.engine",
+}
+
+__all__ = sorted(_PUBLIC_API)
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _PUBLIC_API.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'dpt_ros' has no attribute {name!r}")
+    return getattr(import_module(module_name), name)

@@ -1,0 +1,1 @@
+"""DPT networks: timm backbones, reassemble/fusion decoder, heads, presets and checkpoint loading."""

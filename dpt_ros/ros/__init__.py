@@ -1,0 +1,1 @@
+"""Thin rclpy shell around the core: message conversions, parameters, nodes."""

@@ -1,0 +1,82 @@
+"""dpt_ros: ament_python package (colcon) that also installs with plain `pip install -e .`."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "dpt_ros"
+
+# Versions that work together on a CPU-only x86_64 machine as well as on CUDA machines
+# (the torch/torchvision pair must match, or torchvision fails to import its operators).
+RUNTIME_REQUIREMENTS = [
+    "torch==2.14.1",
+    "torchvision==0.29.1",
+    "timm==1.0.31",
+    "numpy==2.2.6",
+    "opencv-python-headless==4.12.0.88",
+    "PyYAML==6.0.4",
+    "safetensors==0.8.0",
+    "tqdm==4.70.1",
+    "matplotlib==3.11.2",
+    "rosbags==0.11.9",
+]
+
+# ROS 2 Kilted from PyPI, for machines without a system ROS install (tests, CI, laptops).
+# On a robot, the system's ROS provides these; do not install this extra there.
+ROS_FROM_PYPI = [
+    "ros-rclpy[fastrtps]==9.1.2",
+    "ros-sensor-msgs==5.5.1",
+    "ros-std-msgs==5.5.1",
+    "ros-geometry-msgs==5.5.1",
+    "ros-diagnostic-msgs==5.5.1",
+]
+
+TRAIN_REQUIREMENTS = ["tensorboard==2.21.0"]
+
+EXPORT_REQUIREMENTS = ["onnx==1.23.2", "onnxruntime==1.32.0"]
+
+TEST_REQUIREMENTS = (
+    ROS_FROM_PYPI
+    + TRAIN_REQUIREMENTS
+    + EXPORT_REQUIREMENTS
+    + [
+        "transformers==5.23.0",
+        "scipy==1.17.1",
+        "pytest==9.2.0",
+        "pytest-timeout==2.4.0",
+    ]
+)
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    package_data={PACKAGE: ["data/*", "data/**/*"]},
+    include_package_data=True,
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
+        ("share/" + PACKAGE, ["package.xml"]),
+        ("share/" + PACKAGE + "/launch", glob("launch/*.launch.py")),
+        ("share/" + PACKAGE + "/config", glob("config/*")),
+        ("share/" + PACKAGE + "/models", ["models/README.md"]),
+    ],
+    python_requires=">=3.10",
+    install_requires=RUNTIME_REQUIREMENTS,
+    extras_require={
+        "ros": ROS_FROM_PYPI,
+        "train": TRAIN_REQUIREMENTS,
+        "export": EXPORT_REQUIREMENTS,
+        "test": TEST_REQUIREMENTS,
+    },
+    zip_safe=True,
+    maintainer="dpt_ros maintainers",
+    maintainer_email="maintainers@dpt-ros.dev",
+    description="Metric depth, point clouds and semantic masks from DPT, aligned to LiDAR, for ROS 2.",
+    license="MIT",
+    entry_points={
+        "console_scripts": [
+            "dpt-ros-weights = dpt_ros.tools.weights:main",
+            "dpt-ros-depth-image = dpt_ros.tools.depth_image:main",
+        ],
+    },
+)
