@@ -179,6 +179,7 @@ def test_resize_labels_is_pixel_centre_nearest():
     )
     # downsampling 4 -> 2 columns picks the pixels whose areas hold the output centres: 1 and 3
     np.testing.assert_array_equal(resize_labels(np.array([[0, 1, 2, 3]]), (1, 2)), [[1, 3]])
+    np.testing.assert_array_equal(resize_labels(np.array([[0], [1], [2], [3]]), (2, 1)), [[1], [3]])
     np.testing.assert_array_equal(resize_labels(np.array([[7, 8, 9]], np.uint16), (2, 2)), [[7, 9], [7, 9]])
 
 
