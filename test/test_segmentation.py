@@ -220,52 +220,79 @@ def test_overlay_blends_with_alpha():
 
 
 class LeftRightModel:
-    """Class 1 has probability 0.8 on the left half of whatever image it sees and 0.3 on the right."""
+    """Class 1 has probability 0.8 on the left half of whatever image it sees and 0.3 on the right.
+
+    It answers at the requested network shape, so the results also pass through the resampling.
+    """
 
     def __init__(self):
-        self.seen_shapes = []
+        self.calls = []
 
-    def __call__(self, image):
-        self.seen_shapes.append(image.shape)
-        height, width = image.shape[:2]
-        p = np.where(np.arange(width) < width // 2, 0.8, 0.3)
+    def __call__(self, image, network_shape):
+        self.calls.append((image.copy(), network_shape))
+        height, width = network_shape
+        left = np.arange(width) < width // 2
+        if image[0, 0, 0] != image[0, -1, 0]:  # the test images are brighter on the left
+            left = left == (image[0, 0, 0] > image[0, -1, 0])
+        p = np.where(left, 0.8, 0.3)
         return two_class_logits(np.broadcast_to(p, (height, width)))
+
+
+def gradient_image(height, width):
+    return np.broadcast_to(np.linspace(250, 10, width).astype(np.uint8)[None, :, None], (height, width, 3)).copy()
 
 
 def test_no_augmentation_is_one_plain_run():
     model = LeftRightModel()
-    image = np.zeros((4, 6, 3), np.uint8)
-    probabilities = predict_class_probabilities(image, model)
-    assert model.seen_shapes == [(4, 6, 3)]
+    image = gradient_image(4, 6)
+    probabilities = predict_class_probabilities(image, model, base_shape_hw=(4, 6), multiple=2)
+    assert len(model.calls) == 1 and model.calls[0][1] == (4, 6)
+    np.testing.assert_array_equal(model.calls[0][0], image)
     np.testing.assert_allclose(probabilities[1], np.broadcast_to([0.8] * 3 + [0.3] * 3, (4, 6)), atol=1e-6)
     np.testing.assert_array_equal(labels_from_scores(probabilities), [[1, 1, 1, 0, 0, 0]] * 4)
 
 
-def test_flip_augmentation_mirrors_back_before_averaging():
+def test_flip_augmentation_runs_on_the_mirror_image_and_mirrors_back_before_averaging():
     model = LeftRightModel()
-    image = np.zeros((4, 6, 3), np.uint8)
-    probabilities = predict_class_probabilities(image, model, TestTimeAugmentation(flip=True))
+    image = gradient_image(4, 6)
+    probabilities = predict_class_probabilities(
+        image, model, base_shape_hw=(4, 6), augmentation=TestTimeAugmentation(flip=True), multiple=2
+    )
+    assert len(model.calls) == 2
+    np.testing.assert_array_equal(model.calls[1][0], image[:, ::-1])
+    # the model sees the bright side on the right in the mirrored run and says 0.8 there, which is
+    # the left of the original again: mirrored back, both runs agree
+    np.testing.assert_allclose(probabilities[1], np.broadcast_to([0.8] * 3 + [0.3] * 3, (4, 6)), atol=1e-6)
+
+
+def test_flip_averages_a_position_biased_model():
+    model = LeftRightModel()
+    image = np.zeros((4, 6, 3), np.uint8)  # no content: only the position within the input matters
+    probabilities = predict_class_probabilities(
+        image, model, base_shape_hw=(4, 6), augmentation=TestTimeAugmentation(flip=True), multiple=2
+    )
     # every pixel is once on the left (0.8) and once on the right (0.3) of what the model sees
     np.testing.assert_allclose(probabilities[1], 0.55, atol=1e-6)
     np.testing.assert_array_equal(labels_from_scores(probabilities), np.ones((4, 6)))
-    assert len(model.seen_shapes) == 2
 
 
-def test_multi_scale_runs_at_scaled_base_sizes_and_averages_probabilities():
-    probability_by_width = {8: 0.9, 16: 0.1, 24: 0.35}  # class-1 probability the model gives per size
+def test_multi_scale_runs_at_scaled_network_sizes_and_averages_probabilities():
+    probability_by_width = {64: 0.9, 128: 0.1, 192: 0.35}  # class-1 probability the model gives per size
     seen = []
 
-    def model(image):
-        seen.append(image.shape[:2])
-        return two_class_logits(np.full((3, 5), probability_by_width[image.shape[1]]))
+    def model(image, network_shape):
+        seen.append(network_shape)
+        return two_class_logits(np.full((3, 5), probability_by_width[network_shape[1]]))
 
     image = np.zeros((5, 7, 3), np.uint8)
     augmentation = TestTimeAugmentation(scales=(0.5, 1.0, 1.5))
-    probabilities = predict_class_probabilities(image, model, augmentation, base_shape_hw=(12, 16))
-    assert seen == [(6, 8), (12, 16), (18, 24)]
+    probabilities = predict_class_probabilities(image, model, base_shape_hw=(64, 128), augmentation=augmentation)
+    assert seen == [(32, 64), (64, 128), (96, 192)]
     assert probabilities.shape == (2, 5, 7)
     np.testing.assert_allclose(probabilities[1], (0.9 + 0.1 + 0.35) / 3, atol=1e-6)
     assert augmentation.runs == 3 and TestTimeAugmentation((0.5, 1.0), flip=True).runs == 4
+    # sides snap to the nearest multiple of the stride, never below one multiple
+    assert TestTimeAugmentation((0.75, 0.05)).network_shapes((480, 640), 32) == [(352, 480), (32, 32)]
 
 
 def test_augmentation_rejects_bad_scales_and_mismatched_models():
@@ -279,8 +306,9 @@ def test_augmentation_rejects_bad_scales_and_mismatched_models():
     with pytest.raises(ValueError, match="classes"):
         predict_class_probabilities(
             np.zeros((2, 2, 3), np.uint8),
-            lambda image: np.zeros((next(classes_per_run), 2, 2), np.float32),
-            TestTimeAugmentation(flip=True),
+            lambda image, shape: np.zeros((next(classes_per_run), 2, 2), np.float32),
+            base_shape_hw=(2, 2),
+            augmentation=TestTimeAugmentation(flip=True),
         )
 
 

@@ -23,7 +23,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -293,10 +292,10 @@ def blend_overlay(image: np.ndarray, colored: np.ndarray, alpha: float) -> np.nd
     return np.rint(blended).astype(np.uint8)
 
 
-# A segmentation network as seen by test-time augmentation: RGB uint8 image (H x W x 3) -> class logits
-# (C x h x w, any resolution). It must run the network on the image at (about) the image's own size,
-# not resize every input to one fixed size, or multi-scale inference would see the same input each time.
-ScoreModel = Callable[[np.ndarray], np.ndarray]
+# A segmentation network as test-time augmentation sees it: (RGB uint8 image H x W x 3, network input
+# (height, width) in pixels) -> class logits C x h x w at any resolution. The callable resizes and
+# normalises the image to that input size itself, as the model's preprocessing does.
+ScoreModel = Callable[[np.ndarray, tuple[int, int]], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,35 +322,42 @@ class TestTimeAugmentation:
         """Network runs per image."""
         return len(self.scales) * (2 if self.flip else 1)
 
+    def network_shapes(self, base_shape_hw: tuple[int, int], multiple: int) -> list[tuple[int, int]]:
+        """(height, width) of the network input per scale: scale x base, each side rounded to a
+        multiple of `multiple` (the network stride), at least one multiple."""
+        return [
+            tuple(max(multiple, multiple * round(side * scale / multiple)) for side in base_shape_hw)
+            for scale in self.scales
+        ]
+
 
 def predict_class_probabilities(
     image_rgb: np.ndarray,
     model: ScoreModel,
+    base_shape_hw: tuple[int, int],
     augmentation: TestTimeAugmentation = TestTimeAugmentation(),
-    base_shape_hw: tuple[int, int] | None = None,
+    multiple: int = 32,
 ) -> np.ndarray:
     """Class probabilities of an image, averaged over the augmentation's scales and flips.
 
-    image_rgb: H x W x 3 uint8. model: see ScoreModel. base_shape_hw: the (height, width) the network
-    sees at scale 1 (e.g. the preset's preprocessing size); None = the image's own size. For each scale
-    s the image is resized bicubically to round(s * base); the logits of each run are (flipped back,)
-    turned into probabilities and resampled to H x W (softmax, bicubic), and all runs are averaged.
+    image_rgb: H x W x 3 uint8. model: see ScoreModel. base_shape_hw: the network input (height,
+    width) at scale 1, i.e. what the preset's preprocessing uses for this image. multiple: the
+    network stride input sides must be multiples of. Each run's logits are (mirrored back,) turned into
+    probabilities and resampled to H x W as the official code does (softmax, bicubic); runs are
+    averaged. With the default augmentation this is exactly the plain single-scale prediction.
     Returns C x H x W float32; `labels_from_scores` gives the ids.
     """
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
         raise ValueError(f"image must be H x W x 3 uint8, got {image_rgb.shape} {image_rgb.dtype}")
-    height, width = image_rgb.shape[:2]
-    base_height, base_width = (height, width) if base_shape_hw is None else base_shape_hw
+    shape_hw = image_rgb.shape[:2]
+    mirrored_image = np.ascontiguousarray(image_rgb[:, ::-1]) if augmentation.flip else None
     total: np.ndarray | None = None
-    for scale in augmentation.scales:
-        size_wh = (max(1, round(base_width * scale)), max(1, round(base_height * scale)))
-        scaled = image_rgb if size_wh == (width, height) else cv2.resize(image_rgb, size_wh, interpolation=cv2.INTER_CUBIC)
-        for mirrored in (False, True) if augmentation.flip else (False,):
-            network_input = np.ascontiguousarray(scaled[:, ::-1]) if mirrored else scaled
-            logits = np.asarray(model(network_input))
-            if mirrored:
+    for network_shape in augmentation.network_shapes(base_shape_hw, multiple):
+        for image in (image_rgb, mirrored_image) if augmentation.flip else (image_rgb,):
+            logits = np.asarray(model(image, network_shape))
+            if image is mirrored_image:
                 logits = logits[:, :, ::-1]
-            probabilities = class_probabilities(logits, (height, width))
+            probabilities = class_probabilities(logits, shape_hw)
             if total is None:
                 total = probabilities
             elif total.shape != probabilities.shape:
