@@ -55,3 +55,46 @@ def test_stage_refuses_a_network_that_does_not_match_the_class_table():
     stage = SegmentationStage(FixedLogitsEngine(np.zeros((2, 2), int), num_classes=21), load_class_table())
     with pytest.raises(ValueError, match="21 classes"):
         stage.process(np.zeros((2, 2, 3), np.uint8))
+
+
+# --- test-time augmentation on a real (reduced, random-weight) DPT segmentation network -------------
+
+
+@pytest.fixture(scope="module")
+def small_engine():
+    import torch
+
+    from dpt_ros.core.engine import InferenceEngine
+    from dpt_ros.core.model.presets import get_preset
+
+    torch.manual_seed(0)
+    preset = get_preset("dpt_large_ade20k").with_architecture(
+        embed_dim=64, depth=4, num_heads=2, taps=(0, 1, 2, 3), reassemble_channels=(16, 32, 64, 64), features=32
+    )
+    # network input 64 x 96 for a 64 x 96 image: the engine does not resample, so its logits are the net's
+    return InferenceEngine(preset, allow_random_weights=True, input_size=(96, 64))
+
+
+def softmax(logits):
+    exp = np.exp(logits - logits.max(axis=0))
+    return exp / exp.sum(axis=0)
+
+
+def test_default_augmentation_is_the_engine_s_plain_prediction(small_engine):
+    from dpt_ros.core.segmentation import TestTimeAugmentation
+    from dpt_ros.core.segmentation_pipeline import augmented_class_probabilities
+
+    image = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    probabilities = augmented_class_probabilities(small_engine, image, TestTimeAugmentation())
+    np.testing.assert_allclose(probabilities, softmax(small_engine.infer(image)), atol=1e-5)
+
+
+def test_flip_augmentation_averages_the_engine_on_the_image_and_its_mirror(small_engine):
+    from dpt_ros.core.segmentation import TestTimeAugmentation
+    from dpt_ros.core.segmentation_pipeline import augmented_class_probabilities
+
+    image = np.random.default_rng(2).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    probabilities = augmented_class_probabilities(small_engine, image, TestTimeAugmentation(flip=True))
+    mirrored = softmax(small_engine.infer(np.ascontiguousarray(image[:, ::-1])))[:, :, ::-1]
+    expected = (softmax(small_engine.infer(image)) + mirrored) / 2
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)

@@ -3,17 +3,31 @@
     RGB -> engine.infer (class logits at the image size) -> ids -> [palette image] -> [overlay]
 
 The label image also feeds the depth pipeline's point cloud (`label` field) when depth runs too.
+`augmented_class_probabilities` is the multi-scale / flip path of the evaluation tools.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+import torch
 
-from dpt_ros.core.segmentation import ClassTable, blend_overlay, colorize_labels, labels_from_logits
+from dpt_ros.core.preprocess import network_input_size, to_network_input
+from dpt_ros.core.segmentation import (
+    ClassTable,
+    ScoreModel,
+    TestTimeAugmentation,
+    blend_overlay,
+    colorize_labels,
+    labels_from_logits,
+    predict_class_probabilities,
+)
+
+if TYPE_CHECKING:
+    from dpt_ros.core.engine import InferenceEngine
 
 
 class SegmentationBackend(Protocol):
@@ -72,3 +86,37 @@ class SegmentationStage:
 
 def _elapsed_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
+
+
+def network_score_model(model: torch.nn.Module, device: str | torch.device = "cpu") -> ScoreModel:
+    """A ScoreModel (for test-time augmentation) that runs a DPT segmentation network in fp32 at exactly
+    the requested input size, with the official normalisation, and returns its 1/1 logits C x h x w."""
+
+    @torch.inference_mode()
+    def score(image_rgb: np.ndarray, network_shape_hw: tuple[int, int]) -> np.ndarray:
+        logits = model(to_network_input(image_rgb, network_shape_hw).to(device))
+        return logits[0].float().cpu().numpy()
+
+    return score
+
+
+def augmented_class_probabilities(
+    engine: InferenceEngine, image_rgb: np.ndarray, augmentation: TestTimeAugmentation
+) -> np.ndarray:
+    """Multi-scale / flip class probabilities (C x H x W float32) of an engine's segmentation network.
+
+    Scale 1 is the network size the engine's own preprocessing picks for this image, so the default
+    `TestTimeAugmentation()` reproduces plain single-scale inference. For the evaluation tools; runs fp32.
+    """
+    preset = engine.preset
+    if not preset.is_segmentation:
+        raise ValueError(f"preset {preset.name} is not a segmentation model")
+    height, width = image_rgb.shape[:2]
+    base_shape_hw = network_input_size(height, width, engine.input_size or preset.input_size)
+    return predict_class_probabilities(
+        image_rgb,
+        network_score_model(engine.model, engine.device),
+        base_shape_hw,
+        augmentation,
+        multiple=preset.architecture.stride,
+    )
