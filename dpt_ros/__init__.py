@@ -14,6 +14,14 @@ _PUBLIC_API = {
     "get_preset": "dpt_ros.core.model.presets",
     "PRESETS": "dpt_ros.core.model.presets",
     "InferenceEngine": "dpt_ros.core.engine",
+    "load_class_table": "dpt_ros.core.segmentation",
+    "labels_from_logits": "dpt_ros.core.segmentation",
+    "colorize_labels": "dpt_ros.core.segmentation",
+    "confusion_matrix": "dpt_ros.core.segmentation",
+    "pixel_accuracy": "dpt_ros.core.segmentation",
+    "mean_iou": "dpt_ros.core.segmentation",
+    "TestTimeAugmentation": "dpt_ros.core.segmentation",
+    "augmented_class_probabilities": "dpt_ros.core.segmentation_pipeline",
 }
 
 __all__ = sorted(_PUBLIC_API)
