@@ -2,20 +2,27 @@
 
 import numpy as np
 import pytest
+import torch
 
 from dpt_ros.core.segmentation import load_class_table
 from dpt_ros.core.segmentation_pipeline import SegmentationStage
 
 
 class FixedLogitsEngine:
-    """Returns logits whose argmax is a given id image (what a real engine returns: C x H x W)."""
+    """Network stages of an InferenceEngine whose logits have a given id image as argmax."""
 
     def __init__(self, ids: np.ndarray, num_classes: int = 150):
-        self.logits = (np.eye(num_classes, dtype=np.float32)[ids] * 10.0).transpose(2, 0, 1).copy()
-        self.inputs = []
+        logits = (np.eye(num_classes, dtype=np.float32)[ids] * 10.0).transpose(2, 0, 1)
+        self.logits = torch.from_numpy(np.ascontiguousarray(logits))[None]
+        self.prepared = []
+        self.forwarded = []
 
-    def infer(self, rgb):
-        self.inputs.append(rgb)
+    def prepare_batch(self, images):
+        self.prepared.append(images)
+        return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+
+    def forward(self, batch):
+        self.forwarded.append(batch)
         return self.logits
 
 
@@ -28,14 +35,24 @@ def test_stage_gives_labels_palette_and_overlay_of_the_frame():
     rgb = np.zeros((2, 3, 3), np.uint8)
     rgb[..., 0] = 200  # pure red in RGB -> (0, 0, 200) in BGR
     outputs = SegmentationStage(engine, table).process(rgb, want_colored=True, want_overlay=True, overlay_alpha=0.5)
-    assert engine.inputs[0] is rgb
+    assert engine.prepared == [[rgb]] and len(engine.forwarded) == 1
     assert outputs.labels.dtype == np.uint8
     np.testing.assert_array_equal(outputs.labels, IDS)
     np.testing.assert_array_equal(outputs.colored[1, 0], [61, 5, 150])  # person, BGR
     np.testing.assert_array_equal(outputs.colored[0, 1], [230, 230, 6])  # sky, BGR
     # overlay of person: 0.5 * (0, 0, 200) + 0.5 * (61, 5, 150) = (30.5, 2.5, 175) -> half to even
     np.testing.assert_array_equal(outputs.overlay[1, 0], [30, 2, 175])
-    assert set(outputs.timings_ms) == {"segmentation_inference", "labels_and_images"}
+    assert set(outputs.timings_ms) == {"segmentation", "semantic_images"}
+
+
+def test_stage_upsamples_network_logits_to_the_image_and_reuses_a_prepared_input():
+    engine = FixedLogitsEngine(np.array([[3, 3, 7, 7]] * 2))  # network output 2 x 4
+    shared_input = torch.zeros(1, 3, 2, 4)
+    outputs = SegmentationStage(engine, load_class_table()).process(
+        np.zeros((4, 8, 3), np.uint8), network_input=shared_input
+    )
+    assert engine.prepared == [] and engine.forwarded[0] is shared_input
+    np.testing.assert_array_equal(outputs.labels, [[3] * 4 + [7] * 4] * 4)
 
 
 def test_stage_skips_images_nobody_wants():
@@ -98,3 +115,9 @@ def test_flip_augmentation_averages_the_engine_on_the_image_and_its_mirror(small
     mirrored = softmax(small_engine.infer(np.ascontiguousarray(image[:, ::-1])))[:, :, ::-1]
     expected = (softmax(small_engine.infer(image)) + mirrored) / 2
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+def test_stage_on_a_real_engine_gives_the_argmax_of_its_logits(small_engine):
+    image = np.random.default_rng(3).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    outputs = SegmentationStage(small_engine, load_class_table()).process(image)
+    np.testing.assert_array_equal(outputs.labels, small_engine.infer(image).argmax(axis=0))

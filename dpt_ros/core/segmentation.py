@@ -204,24 +204,42 @@ def _check_scores(scores: np.ndarray) -> None:
         raise ValueError("class scores contain NaN or infinity")
 
 
-def class_probabilities(logits: np.ndarray, shape_hw: tuple[int, int] | None = None) -> np.ndarray:
+def resample_probabilities(logits: torch.Tensor, shape_hw: tuple[int, int] | None = None) -> torch.Tensor:
     """Softmax over classes, then bicubic resampling to `shape_hw`, as the official DPT code does.
 
-    logits: C x h x w float. shape_hw: output (height, width) in pixels; None keeps h x w.
-    Returns C x H x W float32. Bicubic may overshoot [0, 1] slightly near edges; only the argmax and
-    averages over augmentations use these values.
+    logits: N x C x h x w float tensor on any device (e.g. straight from the network on the GPU).
+    shape_hw: output (height, width) in pixels; None keeps h x w. Returns N x C x H x W float32 on the
+    same device. Bicubic may overshoot [0, 1] slightly near edges; only argmax and averages use it.
     """
+    probabilities = torch.softmax(logits.float(), dim=1)
+    if shape_hw is None or tuple(shape_hw) == tuple(probabilities.shape[2:]):
+        return probabilities
+    height, width = shape_hw
+    if height < 1 or width < 1:
+        raise ValueError(f"output shape must be positive, got {shape_hw}")
+    return F.interpolate(probabilities, size=(height, width), mode="bicubic", align_corners=False)
+
+
+def labels_from_network_output(logits: torch.Tensor, shape_hw: tuple[int, int] | None = None) -> torch.Tensor:
+    """N x C x h x w logits (any device) -> N x H x W uint8 class ids at `shape_hw`, on the same device.
+
+    softmax, bicubic, argmax (ties to the lower id); ids are never interpolated. Run it where the
+    logits are, so only the uint8 ids cross to the host.
+    """
+    if logits.ndim != 4 or not 1 <= logits.shape[1] <= MAX_LABEL_ID:
+        raise ValueError(f"logits must be N x C x H x W with 1 <= C <= {MAX_LABEL_ID}, got {tuple(logits.shape)}")
+    if shape_hw is None or tuple(shape_hw) == tuple(logits.shape[2:]):
+        scores = logits  # softmax is monotonic: the argmax of the logits is the same
+    else:
+        scores = resample_probabilities(logits, shape_hw)
+    return scores.argmax(dim=1).to(torch.uint8)
+
+
+def class_probabilities(logits: np.ndarray, shape_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """`resample_probabilities` for one C x h x w float array: returns C x H x W float32."""
     _check_scores(logits)
     scores = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
-    probabilities = torch.softmax(scores, dim=0)
-    if shape_hw is not None and tuple(shape_hw) != tuple(probabilities.shape[1:]):
-        height, width = shape_hw
-        if height < 1 or width < 1:
-            raise ValueError(f"output shape must be positive, got {shape_hw}")
-        probabilities = F.interpolate(
-            probabilities[None], size=(height, width), mode="bicubic", align_corners=False
-        )[0]
-    return probabilities.numpy()
+    return resample_probabilities(scores[None], shape_hw)[0].numpy()
 
 
 def labels_from_scores(scores: np.ndarray) -> np.ndarray:
@@ -230,9 +248,7 @@ def labels_from_scores(scores: np.ndarray) -> np.ndarray:
     scores: C x H x W float, C <= 255. Returns H x W uint8 ids (argmax; ties go to the lower id).
     """
     _check_scores(scores)
-    if scores.shape[0] > MAX_LABEL_ID:
-        raise ValueError(f"{scores.shape[0]} classes do not fit mono8 labels")
-    return torch.from_numpy(np.ascontiguousarray(scores)).argmax(dim=0).to(torch.uint8).numpy()
+    return labels_from_network_output(torch.from_numpy(np.ascontiguousarray(scores))[None])[0].numpy()
 
 
 def labels_from_logits(logits: np.ndarray, shape_hw: tuple[int, int] | None = None) -> np.ndarray:
@@ -240,9 +256,9 @@ def labels_from_logits(logits: np.ndarray, shape_hw: tuple[int, int] | None = No
 
     logits: C x h x w float. Returns H x W uint8. Ids themselves are never interpolated.
     """
-    if shape_hw is None or tuple(shape_hw) == tuple(logits.shape[1:]):
-        return labels_from_scores(logits)  # softmax is monotonic: argmax of logits is the same
-    return labels_from_scores(class_probabilities(logits, shape_hw))
+    _check_scores(logits)
+    scores = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
+    return labels_from_network_output(scores[None], shape_hw)[0].numpy()
 
 
 def resize_labels(labels: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:

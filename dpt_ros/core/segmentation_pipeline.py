@@ -1,6 +1,6 @@
 """One camera frame through a segmentation network to everything a node publishes about it, without ROS.
 
-    RGB -> engine.infer (class logits at the image size) -> ids -> [palette image] -> [overlay]
+    RGB -> [preprocess] -> network -> logits -> ids at the image size -> [palette image] -> [overlay]
 
 The label image also feeds the depth pipeline's point cloud (`label` field) when depth runs too.
 `augmented_class_probabilities` is the multi-scale / flip path of the evaluation tools.
@@ -9,6 +9,7 @@ The label image also feeds the depth pipeline's point cloud (`label` field) when
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -22,7 +23,7 @@ from dpt_ros.core.segmentation import (
     TestTimeAugmentation,
     blend_overlay,
     colorize_labels,
-    labels_from_logits,
+    labels_from_network_output,
     predict_class_probabilities,
 )
 
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
 class SegmentationBackend(Protocol):
     """What the stage needs of dpt_ros.InferenceEngine with a segmentation preset."""
 
-    def infer(self, rgb: np.ndarray) -> np.ndarray: ...
+    def prepare_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor: ...
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass
@@ -51,36 +54,49 @@ class SemanticOutputs:
 
 
 class SegmentationStage:
-    """Runs a segmentation engine on frames and builds the label, palette and overlay images."""
+    """Runs a segmentation engine on frames and builds the label, palette and overlay images.
+
+    The class ids are computed where the logits are (softmax, bicubic to the image size, argmax on the
+    GPU when the engine is on one), so only H x W bytes come back to the host.
+    """
 
     def __init__(self, engine: SegmentationBackend, table: ClassTable) -> None:
         self.engine = engine
         self.table = table
 
     def process(
-        self, rgb: np.ndarray, *, want_colored: bool = False, want_overlay: bool = False, overlay_alpha: float = 0.5
+        self,
+        rgb: np.ndarray,
+        *,
+        network_input: torch.Tensor | None = None,
+        want_colored: bool = False,
+        want_overlay: bool = False,
+        overlay_alpha: float = 0.5,
     ) -> SemanticOutputs:
-        """rgb: H x W x 3 uint8. Builds the palette / overlay images only when wanted.
-
-        Raises ValueError when the network's class count does not match the class table.
+        """rgb: H x W x 3 uint8. network_input: this frame's prepared (1, 3, h, w) input when another
+        network already prepared it (see SharedNetworkInput); None prepares it here. Builds the palette
+        and overlay images only when wanted. ValueError when the network's class count does not match
+        the class table.
         """
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        logits = self.engine.infer(rgb)
-        timings["segmentation_inference"] = _elapsed_ms(start)
-        if logits.shape[0] != self.table.num_classes:
+        batch = self.engine.prepare_batch([rgb]) if network_input is None else network_input
+        logits = self.engine.forward(batch)
+        if logits.shape[1] != self.table.num_classes:
             raise ValueError(
-                f"the segmentation network predicts {logits.shape[0]} classes but the class table "
+                f"the segmentation network predicts {logits.shape[1]} classes but the class table "
                 f"({self.table.dataset}) has {self.table.num_classes}"
             )
-        start = time.perf_counter()
-        outputs = SemanticOutputs(labels=labels_from_logits(logits, rgb.shape[:2]), timings_ms=timings)
+        labels = labels_from_network_output(logits, rgb.shape[:2])[0].cpu().numpy()
+        timings["segmentation"] = _elapsed_ms(start)
+        outputs = SemanticOutputs(labels=labels, timings_ms=timings)
         if want_colored or want_overlay:
-            colored = colorize_labels(outputs.labels, self.table)
+            start = time.perf_counter()
+            colored = colorize_labels(labels, self.table)
             outputs.colored = colored if want_colored else None
             if want_overlay:
                 outputs.overlay = blend_overlay(np.ascontiguousarray(rgb[..., ::-1]), colored, overlay_alpha)
-        timings["labels_and_images"] = _elapsed_ms(start)
+            timings["semantic_images"] = _elapsed_ms(start)
         return outputs
 
 
