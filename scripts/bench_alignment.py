@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Time LiDAR projection + robust alignment per frame: a 64-beam scan (120k points) and a 640x480 prediction.
 
-Usage (repository root, dpt_ros importable, e.g. PYTHONPATH=.): python scripts/bench_alignment.py [--repeats 100] [--beams 64] [--azimuth 1875]
+Usage, from the repository root (with dpt_ros importable, e.g. PYTHONPATH=.):
+    python scripts/bench_alignment.py [--repeats 100] [--beams 64] [--azimuth 1875]
 Prints median / 90th-percentile milliseconds per stage and the accuracy of the fit on the synthetic scene.
 """
 
