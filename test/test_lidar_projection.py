@@ -165,3 +165,10 @@ def test_spinning_scan_projects_onto_the_exact_rendered_depth():
     # points sit anywhere inside their pixel (slanted ground); only parallax edge leaks exceed 5 %
     assert np.median(relative_error) < 2e-3
     assert np.mean(relative_error > 0.05) < 0.03
+
+
+@pytest.mark.parametrize("model", ["", "equidistant", "plumb_bob"])
+def test_zero_or_empty_distortion_means_none_whatever_the_model_name(model):
+    for D in (None, [], [0.0] * 5):
+        projected = project_points(np.array([[1.0, 0.5, 2.0]]), IDENTITY, K, SIZE, D=D, distortion_model=model)
+        assert (projected.u[0], projected.v[0]) == (100.0, 70.0)

@@ -96,23 +96,23 @@ def rigid_transform(T: np.ndarray | list[float], name: str = "T_cam_lidar") -> n
 
 
 def _distortion_coefficients(D: np.ndarray | list[float] | None, distortion_model: str) -> np.ndarray | None:
-    """D padded to the 8 rational_polynomial coefficients, or None when there is no distortion."""
+    """D padded to the 8 rational_polynomial coefficients, or None when there is no distortion.
+
+    An empty or all-zero D means no distortion whatever the model name (CameraInfo of rectified or
+    simulated cameras often leaves distortion_model empty).
+    """
+    coefficients = np.zeros(0) if D is None else np.asarray(D, dtype=np.float64).ravel()
+    if not np.any(coefficients) and np.all(np.isfinite(coefficients)):
+        return None
     expected = DISTORTION_COEFFICIENT_COUNTS.get(distortion_model)
     if expected is None:
         raise ValueError(
             f"unsupported distortion_model {distortion_model!r}; supported: {sorted(DISTORTION_COEFFICIENT_COUNTS)}"
         )
-    if D is None:
-        return None
-    coefficients = np.asarray(D, dtype=np.float64).ravel()
-    if coefficients.size == 0:
-        return None
     if coefficients.size != expected:
         raise ValueError(f"{distortion_model} takes {expected} coefficients, got {coefficients.size}")
     if not np.all(np.isfinite(coefficients)):
         raise ValueError(f"distortion coefficients must be finite, got {coefficients.tolist()}")
-    if not np.any(coefficients):
-        return None
     padded = np.zeros(8)
     padded[:expected] = coefficients
     return padded
