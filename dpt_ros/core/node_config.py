@@ -73,7 +73,10 @@ class DepthNodeConfig:
         'the preset, e.g. {"embed_dim": 64, "depth": 4, "num_heads": 2}',
     )
     device: str = _param("auto", "auto (CUDA if available, else CPU, with a warning), cpu, cuda or cuda:N")
-    precision: str = _param("fp32", "inference precision", choices=("fp32", "fp16", "bf16"))
+    precision: str = _param(
+        "fp32", "inference precision; fp16 / bf16 are faster on GPUs but less exact than fp32",
+        choices=("fp32", "fp16", "bf16"),
+    )
     input_size: tuple[int, int] = _param(
         (0, 0), "network input [width, height], multiples of 32; [0, 0] = the preset's size"
     )
