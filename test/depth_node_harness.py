@@ -35,6 +35,7 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 # A reduced but real DPT architecture (random weights): fast enough for CPU tests.
 TEST_ARCHITECTURE = {
+    "backbone": "vit",
     "embed_dim": 64,
     "depth": 4,
     "num_heads": 2,

@@ -168,7 +168,8 @@ def _wait_diagnostics(node: DepthNodeUnderTest, predicate=lambda values: True, t
 
 
 def test_diagnostics_say_what_the_numbers_are(metric) -> None:
-    metric.exchange(raw_image(next_header(), pattern_image(160, 120), "rgb8"), None, ("depth",))
+    at = next_header()
+    metric.exchange(raw_image(at, pattern_image(160, 120), "rgb8"), camera_info(at, 160, 120), ("depth",))
     values = _wait_diagnostics(metric, lambda v: int(v["frames_processed"]) > 0)
     assert values["model_preset"] == "dpt_hybrid_kitti"
     assert values["output_kind"] == "metric_depth" and values["output_units"].startswith("metres")
@@ -189,7 +190,7 @@ def _expect_rejected(node: DepthNodeUnderTest, counter: str, send_bad, good_topi
         time.sleep(0.4)
     assert node.counter(counter) > before, node.process.output()
     send_bad()  # once more: still counted, not logged again
-    assert node.process.output().count(f"dropped input ({counter})") == 1, node.process.output()
+    assert node.process.output().count(f"bad input ({counter})") == 1, node.process.output()
     at = next_header()
     width, height = 160, 120
     if "compressed" in node.namespace:
@@ -306,7 +307,8 @@ def test_missing_weights_stop_the_node_with_one_clear_line(tmp_path) -> None:
     output = process.output()
     fatal = [line for line in output.splitlines() if "FATAL" in line]
     assert len(fatal) == 1, output
-    assert "models/" in fatal[0] and "sha256" in fatal[0].lower()
+    # which file, where to get it, its SHA-256
+    assert "models/dpt_hybrid_kitti-cb926ef4.pt" in fatal[0] and "https://" in fatal[0] and "SHA-256" in fatal[0]
     assert "Traceback" not in output
 
 

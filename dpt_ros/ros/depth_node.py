@@ -22,11 +22,12 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from dpt_ros.core import input_errors
 from dpt_ros.core.camera import PinholeIntrinsics, require_resolution
-from dpt_ros.core.depth_setup import build_depth_pipeline, resolve_device
+from dpt_ros.core.depth_setup import build_depth_pipeline
 from dpt_ros.core.frame_stats import FrameStats, LogLimiter
 from dpt_ros.core.image_codec import depth_to_16uc1_mm, depth_to_32fc1
 from dpt_ros.core.input_errors import InputError
 from dpt_ros.core.latest_slot import LatestSlot
+from dpt_ros.core.model.checkpoint import WeightsError
 from dpt_ros.core.node_config import DepthNodeConfig
 from dpt_ros.core.pipeline import DEPTH_UNITS, Frame, FrameOutputs
 from dpt_ros.ros import conversions
@@ -65,15 +66,12 @@ class DepthNode(Node):
             self._config = declare_config(self)
         except ValueError as error:
             raise StartupError(f"invalid parameter: {error}") from None
-        device = resolve_device(self._config.device)
-        if device.warning:
-            self.get_logger().warning(device.warning)
         try:
-            self._pipeline, self._engine = build_depth_pipeline(self._config, device.device)
-        except Exception as error:  # WeightsError and friends: their message is for the user
-            if type(error).__name__ != "WeightsError":
-                raise
+            self._pipeline, self._engine = build_depth_pipeline(self._config)
+        except (WeightsError, ValueError) as error:  # missing weights, no such CUDA device: said for users
             raise StartupError(str(error)) from None
+        if self._config.device == "auto" and self._engine.device.type == "cpu":
+            self.get_logger().warning("device 'auto' found no CUDA GPU: running on the CPU, expect slow inference")
         if self._engine.random_weights:
             self.get_logger().warning("!" * 20 + " RANDOM WEIGHTS: outputs are noise, for demos and tests only " + "!" * 20)
         watch_config(self, lambda: self._config, self._apply_config)
@@ -212,7 +210,7 @@ class DepthNode(Node):
         suppressed = self._log_limiter.allow(error.kind, time.monotonic())
         if suppressed is not None:
             more = f" ({suppressed} more since the last report)" if suppressed else ""
-            self.get_logger().warning(f"dropped input ({error.kind}): {error}{more}")
+            self.get_logger().warning(f"bad input ({error.kind}): {error}{more}")
 
     def _publish_diagnostics(self) -> None:
         snapshot = self._stats.snapshot(time.monotonic())
