@@ -80,12 +80,14 @@ class NodeProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def rss_bytes(self) -> int:
-        """Resident memory of the node process, from /proc."""
+    def memory_bytes(self) -> dict[str, int]:
+        """VmRSS (all resident), RssAnon (heap: where leaks show), RssShmem (DDS segments) of the node, from /proc."""
+        values = {}
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssShmem"):
+                values[key] = int(rest.split()[0]) * 1024
+        return values
 
     def stop(self, timeout_s: float = 30.0) -> int:
         """Ctrl-C the node (idempotent) and return its exit code."""

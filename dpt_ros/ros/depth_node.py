@@ -16,6 +16,7 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation  # RCLError's home in Jazzy and Kilted
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -248,8 +249,12 @@ class DepthNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script entry point; returns the exit code (0 on Ctrl-C, 1 when start-up fails)."""
-    rclpy.init(args=args)
+    """Console script entry point; returns the exit code (0 on Ctrl-C, 1 when start-up fails, 2 for bad ROS args)."""
+    try:
+        rclpy.init(args=args)
+    except rclpy_implementation.RCLError as error:  # e.g. a malformed --ros-args rule: say so, no traceback
+        print(f"{NODE_NAME}: cannot start ROS: {error}", file=sys.stderr)
+        return 2
     node = None
     try:
         node = DepthNode()
