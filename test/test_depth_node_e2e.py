@@ -168,14 +168,19 @@ def _wait_diagnostics(node: DepthNodeUnderTest, predicate=lambda values: True, t
 
 
 def test_diagnostics_say_what_the_numbers_are(metric) -> None:
-    at = next_header()
-    metric.exchange(raw_image(at, pattern_image(160, 120), "rgb8"), camera_info(at, 160, 120), ("depth",))
-    values = _wait_diagnostics(metric, lambda v: int(v["frames_processed"]) > 0)
+    for _ in range(3):  # the input rate needs at least two arrivals
+        at = next_header()
+        metric.exchange(raw_image(at, pattern_image(160, 120), "rgb8"), camera_info(at, 160, 120), ("depth",))
+    values = _wait_diagnostics(metric, lambda v: int(v["frames_processed"]) >= 3 and float(v["input_rate_hz"]) > 0)
     assert values["model_preset"] == "dpt_hybrid_kitti"
     assert values["output_kind"] == "metric_depth" and values["output_units"].startswith("metres")
     assert (values["device"], values["precision"], values["random_weights"]) == ("cpu", "fp32", "true")
-    assert float(values["input_rate_hz"]) >= 0 and math.isfinite(float(values["inference_latency_p50_ms"]))
-    for key in ("inference_latency_p95_ms", "frames_dropped_newer_arrived", "last_error"):
+    assert float(values["input_rate_hz"]) > 0
+    for latency in ("inference_latency", "output_age"):
+        p50, p95 = float(values[f"{latency}_p50_ms"]), float(values[f"{latency}_p95_ms"])
+        assert 0 < p50 <= p95 and math.isfinite(p95), latency
+    assert float(values["inference_latency_p50_ms"]) <= float(values["output_age_p50_ms"])
+    for key in ("frames_dropped_newer_arrived", "frames_skipped_no_subscribers", "processing_errors", "last_error"):
         assert key in values
 
 

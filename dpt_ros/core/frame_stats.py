@@ -3,6 +3,7 @@
 Times are plain floats in seconds from a monotonic clock the caller passes in, so tests can drive them.
 """
 
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -12,30 +13,30 @@ import numpy as np
 
 @dataclass(frozen=True)
 class StatsSnapshot:
-    """What diagnostics report: rates in Hz, latencies in milliseconds, counters as totals since start."""
+    """What diagnostics report: rate in Hz, latency name -> (p50, p95) in ms, counters as totals since start."""
 
     input_rate_hz: float
-    latency_p50_ms: float
-    latency_p95_ms: float
+    latencies_ms: dict[str, tuple[float, float]]
     counters: dict[str, int]
     last_error: str
 
 
 @dataclass
 class FrameStats:
-    """Counts events and keeps the last `window` input times and latencies (bounded memory)."""
+    """Counts events and keeps the last `window` input times and latencies of each kind (bounded memory)."""
 
     counter_names: tuple[str, ...]
+    latency_names: tuple[str, ...] = ("latency",)
     window: int = 100
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _arrivals: deque = field(init=False, repr=False)
-    _latencies_s: deque = field(init=False, repr=False)
+    _latencies_s: dict[str, deque] = field(init=False, repr=False)
     _counters: dict[str, int] = field(init=False, repr=False)
     _last_error: str = field(default="", init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._arrivals = deque(maxlen=self.window)
-        self._latencies_s = deque(maxlen=self.window)
+        self._latencies_s = {name: deque(maxlen=self.window) for name in self.latency_names}
         self._counters = dict.fromkeys(self.counter_names, 0)
 
     def record_arrival(self, now_s: float) -> None:
@@ -43,10 +44,10 @@ class FrameStats:
         with self._lock:
             self._arrivals.append(now_s)
 
-    def record_latency(self, seconds: float) -> None:
-        """One frame took `seconds` from arrival to published outputs."""
+    def record_latency(self, name: str, seconds: float) -> None:
+        """One frame took `seconds` in the step called `name` (one of latency_names)."""
         with self._lock:
-            self._latencies_s.append(seconds)
+            self._latencies_s[name].append(seconds)
 
     def count(self, name: str, error: str | None = None) -> None:
         """Add one to counter `name` (which must be declared); remember `error` as the last error."""
@@ -59,14 +60,17 @@ class FrameStats:
         """Current values; the input rate counts arrivals over the window, 0 when older than 5 s."""
         with self._lock:
             arrivals = list(self._arrivals)
-            latencies_ms = np.asarray(self._latencies_s, dtype=np.float64) * 1000.0
+            latencies_ms = {name: np.asarray(v, dtype=np.float64) * 1000.0 for name, v in self._latencies_s.items()}
             counters = dict(self._counters)
             last_error = self._last_error
         rate = 0.0
         if len(arrivals) >= 2 and now_s - arrivals[-1] < 5.0:
             rate = (len(arrivals) - 1) / max(arrivals[-1] - arrivals[0], 1e-9)
-        p50, p95 = (np.percentile(latencies_ms, [50, 95]) if latencies_ms.size else (float("nan"),) * 2)
-        return StatsSnapshot(rate, float(p50), float(p95), counters, last_error)
+        percentiles = {
+            name: tuple(float(p) for p in np.percentile(values, [50, 95])) if values.size else (math.nan, math.nan)
+            for name, values in latencies_ms.items()
+        }
+        return StatsSnapshot(rate, percentiles, counters, last_error)
 
 
 @dataclass

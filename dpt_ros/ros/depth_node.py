@@ -30,7 +30,7 @@ from dpt_ros.core.input_errors import InputError
 from dpt_ros.core.latest_slot import LatestSlot
 from dpt_ros.core.model.checkpoint import WeightsError
 from dpt_ros.core.node_config import DepthNodeConfig
-from dpt_ros.core.pipeline import DEPTH_UNITS, Frame, FrameOutputs
+from dpt_ros.core.pipeline import DEPTH_UNITS, METRIC_DEPTH, RELATIVE_INVERSE_DEPTH, Frame, FrameOutputs
 from dpt_ros.ros import conversions
 from dpt_ros.ros.params import declare_config, watch_config
 
@@ -40,6 +40,8 @@ SKIPPED = "frames_skipped_no_subscribers"
 PROCESSED = "frames_processed"
 PROCESSING_ERROR = "processing_errors"
 COUNTERS = ("frames_received", PROCESSED, DROPPED, SKIPPED, PROCESSING_ERROR) + input_errors.INPUT_ERROR_KINDS
+INFERENCE = "inference_latency"  # the network and depth stage alone
+FRAME_AGE = "output_age"  # image arrival -> outputs published: waiting + decoding + inference + publishing
 
 QOS = {
     "sensor_data": qos_profile_sensor_data,
@@ -77,7 +79,8 @@ class DepthNode(Node):
             self.get_logger().warning("!" * 20 + " RANDOM WEIGHTS: outputs are noise, for demos and tests only " + "!" * 20)
         watch_config(self, lambda: self._config, self._apply_config)
 
-        self._stats = FrameStats(COUNTERS)
+        self._stats = FrameStats(COUNTERS, latency_names=(INFERENCE, FRAME_AGE))
+        self._input_errors_reported = 0  # errors counted at the last diagnostics message
         self._log_limiter = LogLimiter(period_s=10.0)
         self._slot: LatestSlot[PendingImage] = LatestSlot()
         self._camera: tuple[CameraInfo, PinholeIntrinsics] | None = None
@@ -103,8 +106,8 @@ class DepthNode(Node):
             self._image_sub = self.create_subscription(Image, "image", self._on_image, qos_in)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_in)
         self._depth_pubs = {
-            "metric_depth": self.create_publisher(Image, "depth", qos_out),
-            "relative_inverse_depth": self.create_publisher(Image, "depth/relative", qos_out),
+            METRIC_DEPTH: self.create_publisher(Image, "depth", qos_out),
+            RELATIVE_INVERSE_DEPTH: self.create_publisher(Image, "depth/relative", qos_out),
         }
         self._info_pub = self.create_publisher(CameraInfo, "depth/camera_info", qos_out)
         self._mm_pub = self.create_publisher(Image, "depth/mm", qos_out) if config.publish_mm else None
@@ -114,8 +117,9 @@ class DepthNode(Node):
         self.create_timer(config.diagnostics_period, self._publish_diagnostics)
 
     def _apply_config(self, config: DepthNodeConfig) -> None:
+        if config.intrinsics_source != self._config.intrinsics_source:
+            self._camera = None  # the next camera_info is validated with the other matrix
         self._config = config
-        self._camera = None  # intrinsics_source may have changed; the next camera_info re-validates
 
     def _depth_topic_for(self, kind: str) -> str:
         return self._depth_pubs[kind].topic_name
@@ -187,7 +191,8 @@ class DepthNode(Node):
             want_colored=self._wanted(self._colored_pub),
         )
         self._publish(msg.header, outputs, camera_info)
-        self._stats.record_latency(time.monotonic() - pending.arrival_s)
+        self._stats.record_latency(INFERENCE, (outputs.timings_ms["inference"] + outputs.timings_ms["depth_stage"]) / 1e3)
+        self._stats.record_latency(FRAME_AGE, time.monotonic() - pending.arrival_s)
         self._stats.count(PROCESSED)
 
     def _publish(self, header: Any, outputs: FrameOutputs, camera_info: CameraInfo | None) -> None:
@@ -224,22 +229,23 @@ class DepthNode(Node):
             "precision": engine.precision,
             "random_weights": str(engine.random_weights).lower(),
             "input_rate_hz": f"{snapshot.input_rate_hz:.2f}",
-            "inference_latency_p50_ms": f"{snapshot.latency_p50_ms:.1f}",
-            "inference_latency_p95_ms": f"{snapshot.latency_p95_ms:.1f}",
-            **{name: str(count) for name, count in snapshot.counters.items()},
-            "last_error": snapshot.last_error,
         }
+        for name, (p50, p95) in snapshot.latencies_ms.items():
+            values[f"{name}_p50_ms"], values[f"{name}_p95_ms"] = f"{p50:.1f}", f"{p95:.1f}"
+        values.update({name: str(count) for name, count in snapshot.counters.items()})
+        values["last_error"] = snapshot.last_error
+        errors = sum(snapshot.counters[name] for name in input_errors.INPUT_ERROR_KINDS + (PROCESSING_ERROR,))
+        new_errors, self._input_errors_reported = errors > self._input_errors_reported, errors
         if engine.random_weights:
             level, message = DiagnosticStatus.WARN, "RANDOM WEIGHTS: outputs are noise"
-        elif snapshot.last_error:
+        elif new_errors:
             level, message = DiagnosticStatus.WARN, snapshot.last_error
         else:
             level, message = DiagnosticStatus.OK, "ok"
+        name = f"dpt_ros: {self.get_fully_qualified_name()}"
+        stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(
-            conversions.diagnostic_array(
-                self.get_clock().now().to_msg(), f"dpt_ros: {self.get_fully_qualified_name()}", str(engine.device), level, message,
-                values,
-            )
+            conversions.diagnostic_array(stamp, name, str(engine.device), level, message, values)
         )
 
     def close(self) -> None:
