@@ -77,6 +77,7 @@ setup(
         "console_scripts": [
             "dpt-ros-weights = dpt_ros.tools.weights:main",
             "dpt-ros-depth-image = dpt_ros.tools.depth_image:main",
+            "depth_node = dpt_ros.ros.depth_node:main",
         ],
     },
 )
