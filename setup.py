@@ -78,6 +78,7 @@ setup(
             "dpt-ros-weights = dpt_ros.tools.weights:main",
             "dpt-ros-depth-image = dpt_ros.tools.depth_image:main",
             "depth_node = dpt_ros.ros.depth_node:main",
+            "segmentation_node = dpt_ros.ros.segmentation_node:main",
         ],
     },
 )

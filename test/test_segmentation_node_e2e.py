@@ -34,25 +34,27 @@ DEPTH_TOPICS = {"depth": Image, "points": PointCloud2}
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-class PerceptionNode:
-    def __init__(self, peer: RosPeer, workdir) -> None:
-        parameters = {
-            **TEST_PARAMETERS,
-            "model": "dpt_hybrid_nyu",  # metric depth -> a point cloud
-            "segmentation_model": "dpt_large_ade20k",
-            "publish_semantic_colored": True,
-            "publish_semantic_overlay": True,
-            "overlay_alpha": 0.5,
-            "cloud_rgb": False,
-            "max_range": 10000.0,
-        }
-        self.process = NodeProcess(parameters, workdir, NAMESPACE, module="dpt_ros.ros.segmentation_node")
-        self.peer = peer
-        self.image_pub = peer.publisher(Image, f"{NAMESPACE}/image")
-        self.info_pub = peer.publisher(CameraInfo, f"{NAMESPACE}/camera_info")
-        self.outputs = {
-            topic: peer.collect(msg_type, f"{NAMESPACE}/{topic}") for topic, msg_type in {**SEMANTIC_TOPICS, **DEPTH_TOPICS}.items()
-        }
+PERCEPTION_PARAMETERS = {
+    **TEST_PARAMETERS,
+    "model": "dpt_hybrid_nyu",  # metric depth -> a point cloud
+    "segmentation_model": "dpt_large_ade20k",
+    "publish_semantic_colored": True,
+    "publish_semantic_overlay": True,
+    "overlay_alpha": 0.5,
+    "cloud_rgb": False,
+    "max_range": 10000.0,
+}
+
+
+class SegmentationNodeUnderTest:
+    """One segmentation_node process in its own namespace, with the peer's publishers and collectors."""
+
+    def __init__(self, peer: RosPeer, workdir, namespace: str, parameters: dict, topics: dict) -> None:
+        self.namespace = namespace
+        self.process = NodeProcess(parameters, workdir, namespace, module="dpt_ros.ros.segmentation_node")
+        self.image_pub = peer.publisher(Image, f"{namespace}/image")
+        self.info_pub = peer.publisher(CameraInfo, f"{namespace}/camera_info")
+        self.outputs = {topic: peer.collect(msg_type, f"{namespace}/{topic}") for topic, msg_type in topics.items()}
 
     def exchange(self, seconds: int) -> tuple[np.ndarray, dict]:
         """Send one frame (until every output answered with its stamp); returns (rgb, answers)."""
@@ -80,7 +82,10 @@ def peer():
 
 @pytest.fixture(scope="module")
 def node(peer, tmp_path_factory):
-    perception = PerceptionNode(peer, tmp_path_factory.mktemp("perception"))
+    perception = SegmentationNodeUnderTest(
+        peer, tmp_path_factory.mktemp("perception"), NAMESPACE, PERCEPTION_PARAMETERS,
+        {**SEMANTIC_TOPICS, **DEPTH_TOPICS},
+    )
     yield perception
     assert perception.process.stop() == 0, perception.process.output()
 
@@ -160,3 +165,18 @@ def test_ignore_classes_set_at_runtime_drop_those_points(node, peer):
     points = cloud_fields(answers["points"])
     np.testing.assert_array_equal(np.isnan(points["z"]), labels == dropped)
     np.testing.assert_array_equal(points["label"], labels)
+
+
+def test_segmentation_alone_needs_no_depth_model_and_no_camera_info(peer, tmp_path_factory):
+    topics = {"semantic/labels": Image, "semantic/colored": Image}
+    alone = SegmentationNodeUnderTest(
+        peer, tmp_path_factory.mktemp("alone"), "/alone", {**TEST_PARAMETERS, "input_size": [64, 64]}, topics
+    )
+    try:
+        _, answers = alone.exchange(3000)
+        labels, colored = answers["semantic/labels"], answers["semantic/colored"]
+        assert (labels.encoding, labels.width, labels.height) == ("mono8", WIDTH, HEIGHT)
+        assert colored.header == labels.header
+        assert peer.node.count_publishers("/alone/depth") == 0
+    finally:
+        assert alone.process.stop() == 0, alone.process.output()
