@@ -376,3 +376,20 @@ def test_ade20k_annotations_map_to_zero_based_ids(ade20k):
     np.testing.assert_array_equal(labels_from_ade20k_annotation(annotation, ade20k), [[255, 0, 149]])
     with pytest.raises(ValueError):
         labels_from_ade20k_annotation(np.array([[151]], dtype=np.uint8), ade20k)
+
+
+def test_ids_from_many_classes_match_the_official_formula_computed_at_once():
+    import torch
+    import torch.nn.functional as F
+
+    from dpt_ros.core.segmentation import CLASS_CHUNK, labels_from_network_output
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 150, 9, 13, generator=generator) * 3  # many more classes than one chunk
+    assert logits.shape[1] > 2 * CLASS_CHUNK
+    official = F.interpolate(torch.softmax(logits, 1), size=(20, 31), mode="bicubic", align_corners=False).argmax(1)
+    assert torch.equal(labels_from_network_output(logits, (20, 31)), official.to(torch.uint8))
+    # a tie between classes in different chunks goes to the lower id
+    tied = torch.zeros(1, 2 * CLASS_CHUNK, 3, 3)
+    tied[:, [3, CLASS_CHUNK + 3]] = 5.0
+    assert (labels_from_network_output(tied, (6, 6)) == 3).all()
