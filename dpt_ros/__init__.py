@@ -34,6 +34,8 @@ _PUBLIC_API = {
     "pixel_accuracy": "dpt_ros.core.segmentation",
     "mean_iou": "dpt_ros.core.segmentation",
     "TestTimeAugmentation": "dpt_ros.core.segmentation",
+    "resize_labels": "dpt_ros.core.segmentation",
+    "labels_from_ade20k_annotation": "dpt_ros.core.segmentation",
     "augmented_class_probabilities": "dpt_ros.core.segmentation_pipeline",
 }
 
