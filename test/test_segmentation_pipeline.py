@@ -68,6 +68,13 @@ def test_overlay_alone_does_not_publish_the_palette_image():
     np.testing.assert_array_equal(outputs.overlay[1, 2], [255, 0, 92])  # flag, RGB (92, 0, 255)
 
 
+def test_stage_refuses_non_finite_logits():
+    engine = FixedLogitsEngine(IDS)
+    engine.logits[0, 3, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        SegmentationStage(engine, load_class_table()).process(np.zeros((2, 3, 3), np.uint8))
+
+
 def test_stage_refuses_a_network_that_does_not_match_the_class_table():
     stage = SegmentationStage(FixedLogitsEngine(np.zeros((2, 2), int), num_classes=21), load_class_table())
     with pytest.raises(ValueError, match="21 classes"):

@@ -76,7 +76,7 @@ class SegmentationStage:
         """rgb: H x W x 3 uint8. network_input: this frame's prepared (1, 3, h, w) input when another
         network already prepared it (see SharedNetworkInput); None prepares it here. Builds the palette
         and overlay images only when wanted. ValueError when the network's class count does not match
-        the class table.
+        the class table or its logits are not finite.
         """
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -87,6 +87,8 @@ class SegmentationStage:
                 f"the segmentation network predicts {logits.shape[1]} classes but the class table "
                 f"({self.table.dataset}) has {self.table.num_classes}"
             )
+        if not bool(torch.isfinite(logits).all()):  # e.g. fp16 overflow: ids would be silently wrong
+            raise ValueError("the segmentation network returned NaN or infinite logits")
         labels = labels_from_network_output(logits, rgb.shape[:2])[0].cpu().numpy()
         timings["segmentation"] = _elapsed_ms(start)
         outputs = SemanticOutputs(labels=labels, timings_ms=timings)
