@@ -66,7 +66,7 @@ class DepthNode(Node):
 
     Extended by SegmentationNode (dpt_ros.ros.segmentation_node) through NAME, CONFIG_TYPE and the
     `_build_networks`, `_engines`, `_describe_outputs`, `_create_output_topics`, `_has_subscribers`,
-    `_process` and `_diagnostic_values` hooks.
+    `_process` (reusing `_process_depth`) and `_diagnostic_values` hooks.
     """
 
     NAME = NODE_NAME
@@ -195,16 +195,24 @@ class DepthNode(Node):
 
     def _process(self, pending: PendingImage) -> None:
         msg = pending.msg
-        rgb = self._decode(msg)
+        inference_ms = self._process_depth(msg.header, self._decode(msg))
+        self._record_frame(pending, inference_ms)
+
+    def _process_depth(self, header: Any, rgb: np.ndarray, labels: np.ndarray | None = None) -> float:
+        """Depth, camera_info and cloud of one decoded frame, published with `header`; `labels` are the
+        frame's semantic class ids for the cloud's label field. Returns the network + depth stage ms."""
         camera_info, intrinsics = self._camera_for(rgb)
         outputs = self._pipeline.process(
-            Frame(rgb, intrinsics),
+            Frame(rgb, intrinsics, labels=labels),
             self._config.output_options(),
             want_cloud=self._wanted(self._cloud_pub),
             want_colored=self._wanted(self._colored_pub),
         )
-        self._publish(msg.header, outputs, camera_info)
-        self._stats.record_latency(INFERENCE, (outputs.timings_ms["inference"] + outputs.timings_ms["depth_stage"]) / 1e3)
+        self._publish(header, outputs, camera_info)
+        return outputs.timings_ms["inference"] + outputs.timings_ms["depth_stage"]
+
+    def _record_frame(self, pending: PendingImage, inference_ms: float) -> None:
+        self._stats.record_latency(INFERENCE, inference_ms / 1e3)
         self._stats.record_latency(FRAME_AGE, time.monotonic() - pending.arrival_s)
         self._stats.count(PROCESSED)
 

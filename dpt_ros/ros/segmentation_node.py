@@ -15,19 +15,17 @@ Run with `ros2 run dpt_ros segmentation_node --ros-args --params-file config/seg
 """
 
 import sys
-import time
 from typing import Any
 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from dpt_ros.core.pipeline import Frame
 from dpt_ros.core.segmentation_config import SegmentationNodeConfig
 from dpt_ros.core.segmentation_pipeline import SemanticOutputs
 from dpt_ros.core.segmentation_setup import build_segmentation
 from dpt_ros.ros import conversions
-from dpt_ros.ros.depth_node import FRAME_AGE, INFERENCE, PROCESSED, DepthNode, PendingImage, main as run_node
+from dpt_ros.ros.depth_node import DepthNode, PendingImage, main as run_node
 
 NODE_NAME = "segmentation_node"
 
@@ -121,18 +119,9 @@ class SegmentationNode(DepthNode):
             self._publish_semantic(msg.header, semantic)
         inference_ms = semantic.timings_ms["segmentation"] if semantic is not None else 0.0
         if self._runs_depth:
-            camera_info, intrinsics = self._camera_for(rgb)
-            outputs = self._pipeline.process(
-                Frame(rgb, intrinsics, labels=semantic.labels if want_cloud and semantic is not None else None),
-                config.output_options(),
-                want_cloud=want_cloud,
-                want_colored=self._wanted(self._colored_pub),
-            )
-            self._publish(msg.header, outputs, camera_info)
-            inference_ms += outputs.timings_ms["inference"] + outputs.timings_ms["depth_stage"]
-        self._stats.record_latency(INFERENCE, inference_ms / 1e3)
-        self._stats.record_latency(FRAME_AGE, time.monotonic() - pending.arrival_s)
-        self._stats.count(PROCESSED)
+            labels = semantic.labels if want_cloud and semantic is not None else None
+            inference_ms += self._process_depth(msg.header, rgb, labels)
+        self._record_frame(pending, inference_ms)
 
     def _publish_semantic(self, header: Any, semantic: SemanticOutputs) -> None:
         if self._wanted(self._labels_pub):  # computed for the cloud alone otherwise
