@@ -60,6 +60,7 @@ def test_labels_follow_the_output_scale_by_nearest_neighbour():
 
 def test_without_labels_the_cloud_is_unchanged():
     pipeline = DepthPipeline(FixedDepth(DEPTH), ModelOutputDepth(METRIC_DEPTH))
-    cloud = pipeline.process(Frame(np.zeros((2, 4, 3), np.uint8), CAMERA), OutputOptions(cloud_dropped_labels=(2,))).cloud
+    frame = Frame(np.zeros((2, 4, 3), np.uint8), CAMERA)
+    cloud = pipeline.process(frame, OutputOptions(cloud_dropped_labels=(2,))).cloud
     assert LABEL_FIELD not in [f.name for f in cloud.fields]
     assert not np.isnan(cloud_points(cloud)["z"]).any()
