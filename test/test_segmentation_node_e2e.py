@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -19,6 +20,7 @@ from depth_node_harness import (
     NodeProcess,
     RosPeer,
     camera_info,
+    diagnostic_values,
     header,
     pattern_image,
     publish_until,
@@ -169,6 +171,7 @@ def test_ignore_classes_set_at_runtime_drop_those_points(node, peer):
 
 def test_segmentation_alone_needs_no_depth_model_and_no_camera_info(peer, tmp_path_factory):
     topics = {"semantic/labels": Image, "semantic/colored": Image}
+    diagnostics = peer.collect(DiagnosticArray, "/diagnostics")
     alone = SegmentationNodeUnderTest(
         peer, tmp_path_factory.mktemp("alone"), "/alone", {**TEST_PARAMETERS, "input_size": [64, 64]}, topics
     )
@@ -178,5 +181,15 @@ def test_segmentation_alone_needs_no_depth_model_and_no_camera_info(peer, tmp_pa
         assert (labels.encoding, labels.width, labels.height) == ("mono8", WIDTH, HEIGHT)
         assert colored.header == labels.header
         assert peer.node.count_publishers("/alone/depth") == 0
+        status = diagnostics.wait_for(
+            lambda msg: any(s.name == "dpt_ros: /alone/segmentation_node" for s in msg.status)
+            and int(diagnostic_values(msg)["frames_processed"]) >= 1,
+            DISCOVERY_TIMEOUT_S,
+        )
+        assert status is not None, alone.process.output()
+        values = diagnostic_values(status)
+        assert values["segmentation_preset"] == "dpt_hybrid_ade20k" and values["segmentation_random_weights"] == "true"
+        assert values["class_table"] == "150 classes (ADE20K SceneParsing (150 classes))"
+        assert "model_preset" not in values  # no depth network
     finally:
         assert alone.process.stop() == 0, alone.process.output()
