@@ -27,6 +27,8 @@ class NetworkStages(Protocol):
 
     def resize_to_image(self, out: torch.Tensor, height: int, width: int) -> torch.Tensor: ...
 
+    def to_host(self, role: str, tensor: torch.Tensor, copy: bool = True) -> np.ndarray: ...
+
 
 class SharedNetworkInput:
     """Prepares each frame's network input once, with `engines[0]`, for all `engines`.
@@ -73,4 +75,4 @@ class SharedInputBackend:
     def infer(self, rgb: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> the network output at (H, W) on the host, as InferenceEngine.infer."""
         out = self.engine.forward(self.shared_input.prepare(rgb))
-        return self.engine.resize_to_image(out, *rgb.shape[:2])[0].float().cpu().numpy()
+        return self.engine.to_host("output", self.engine.resize_to_image(out, *rgb.shape[:2]))[0]
