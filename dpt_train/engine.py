@@ -28,9 +28,10 @@ from dpt_train.checkpoint import CheckpointWriter, latest_checkpoint, load_check
 from dpt_train.config import OptimConfig, TrainConfig, save_config, to_dict
 from dpt_train.data import KittiDepthDataset, ResumableDistributedSampler, ShardSampler, collate_samples
 from dpt_train.losses import scale_shift_invariant_loss, silog_loss
-from dpt_train.metrics import HIGHER_IS_BETTER, METRIC_NAMES, MetricAggregator, evaluate_image
-from dpt_train.model import build_training_model
-from dpt_train.plots import plot_training_curves, prediction_panel
+from dpt_train.evaluate import evaluate_dataset
+from dpt_train.metrics import HIGHER_IS_BETTER, METRIC_NAMES, MetricAggregator
+from dpt_train.model import build_training_model, fold_scale_shift
+from dpt_train.plots import plot_training_curves
 
 LOG = logging.getLogger(__name__)
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -148,8 +149,12 @@ class Trainer:
         self.model = build_training_model(config).to(self.device)
         self.network = self.model
         if self.context.world_size > 1:
+            # static_graph: DPT never uses a few official parameters (the ViT's final norm, the deepest
+            # fusion block's first residual unit); a static graph lets DDP handle that without searching
+            # for unused parameters every step.
             self.network = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                static_graph=True,
             )
         optimizer_class = torch.optim.AdamW if config.optim.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = optimizer_class(parameter_groups(self.model, config.optim))
@@ -224,39 +229,19 @@ class Trainer:
                 **{f"lr_{group['name']}": group["lr"] for group in self.optimizer.param_groups}}
 
     # ---------------------------------------------------------------- validation
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """KITTI metrics over the validation split (sharded across ranks, summed with all_reduce)."""
-        self.network.eval()
-        sampler = ShardSampler(len(self.val_set), self.context.world_size, self.context.rank)
-        loader = DataLoader(self.val_set, batch_size=1, sampler=sampler, collate_fn=collate_samples,
-                            num_workers=self.config.data.num_workers)
-        aggregator = MetricAggregator()
-        panels = []
-        for batch in loader:
-            with self._autocast():
-                prediction = self.model(batch["image"].to(self.device))
-            prediction = prediction[0].float().cpu().numpy()
-            gt = batch["depth"][0].numpy()
-            full = np.full(gt.shape, np.nan)
-            top, left = int(batch["crop_top"][0]), int(batch["crop_left"][0])
-            full[top : top + prediction.shape[0], left : left + prediction.shape[1]] = prediction
-            try:
-                aggregator.add(evaluate_image(full, gt, self.config.eval))
-            except ValueError as error:
-                LOG.warning("validation sample %d not scored: %s", int(batch["index"][0]), error)
-                continue
-            if len(panels) < self.config.image_panels and self.config.eval.alignment == "none":
-                crop_gt = gt[top : top + prediction.shape[0], left : left + prediction.shape[1]]
-                panels.append(prediction_panel(batch["image"][0], prediction, crop_gt, self.config.eval.max_depth))
-        state = torch.from_numpy(aggregator.state())
+        result = evaluate_dataset(
+            self.model, self.val_set, self.device, self.config.eval, _AMP_DTYPES.get(self.config.amp),
+            ShardSampler(len(self.val_set), self.context.world_size, self.context.rank),
+            self.config.data.num_workers, self.config.image_panels if self.context.is_main else 0,
+        )
+        state = torch.from_numpy(result.aggregate.state())
         if self.context.world_size > 1:
             dist.all_reduce(state)
         metrics = MetricAggregator.from_state(state.numpy()).mean()
         if self.writer is not None:
-            for name, value in metrics.items():
-                self.writer.add_scalar(f"val/{name}", value, self.step)
-            for number, panel in enumerate(panels):
+            for number, panel in enumerate(result.panels):
                 self.writer.add_image(f"val/input_prediction_gt_error/{number}", panel, self.step,
                                       dataformats="HWC")
         return metrics
@@ -284,14 +269,37 @@ class Trainer:
         self.step = int(state["step"])
         self.best = state["best"]
 
-    def resume(self, checkpoint: str | Path) -> None:
-        """Load a step checkpoint, or with "auto" the newest one of this run (if any)."""
-        path = latest_checkpoint(self.run_dir) if str(checkpoint) == "auto" else Path(checkpoint)
-        if path is None:
-            LOG.info("no checkpoint in %s: starting from step 0", self.run_dir)
+    def start(self, resume: str | Path | None = None) -> None:
+        """Resume from a step checkpoint (a path, or "auto" for this run's newest, if any); otherwise,
+        when configured, run the relative-to-metric recipe on the initial model."""
+        path = None
+        if resume is not None:
+            path = latest_checkpoint(self.run_dir) if str(resume) == "auto" else Path(resume)
+        if path is not None:
+            self.load_state_dict(load_checkpoint(path))
+            LOG.info("resumed from %s at step %d", path, self.step)
             return
-        self.load_state_dict(load_checkpoint(path))
-        LOG.info("resumed from %s at step %d", path, self.step)
+        if resume is not None:
+            LOG.info("no checkpoint in %s: starting from step 0", self.run_dir)
+        if self.config.recipe.estimate_scale_shift:
+            self._apply_recipe()
+
+    def _apply_recipe(self) -> None:
+        from dpt_train.recipe import estimate_scale_shift  # needs dpt_ros.core.alignment
+
+        data = self.config.data
+        aligned_set = KittiDepthDataset(data.train_split, data.image_root, data.depth_root, False, data.augment,
+                                        self.config.seed, data.on_bad_sample)
+        scale, shift, fitted = estimate_scale_shift(self.model, aligned_set, self.device, self.config.recipe.samples)
+        fold_scale_shift(self.model, scale, shift)
+        if self.context.world_size > 1:  # every rank computed the same fold; make it bit-identical
+            for tensor in self.model.state_dict().values():
+                dist.broadcast(tensor, src=0)
+        LOG.info("recipe: mean alignment over %d samples: 1/z = %.6g * x + %.6g", fitted, scale, shift)
+        if self.context.is_main:
+            (self.run_dir / "recipe.json").write_text(
+                json.dumps({"scale": scale, "shift": shift, "samples": fitted}, indent=2) + "\n"
+            )
 
     # ---------------------------------------------------------------- the loop
     def _log(self, name: str, record: dict[str, Any]) -> None:

@@ -1,0 +1,94 @@
+"""A tiny real DPT-Hybrid learns on synthetic KITTI; run folder, node-loadable weights, AMP steps."""
+
+import numpy as np
+import pytest
+import torch
+from train_support import config, make_dataset
+
+from dpt_ros import build_model
+from dpt_train.checkpoint import load_checkpoint, step_checkpoints
+from dpt_train.config import load_config
+from dpt_train.data import KittiDepthDataset, collate_samples, read_split
+from dpt_train.engine import Trainer
+from dpt_train.metrics import EvalConfig, MetricAggregator, evaluate_image
+from dpt_train.model import resolve_preset
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("kitti"))
+
+
+@pytest.fixture(scope="module")
+def trained(paths, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "learn"
+    trainer = Trainer(config(paths, run, max_steps=120, val_every=60, checkpoint_every=40, keep_last=2))
+    trainer.start()
+    initial = trainer.validate()
+    final = trainer.fit()
+    trainer.close()
+    return trainer, initial, final, run
+
+
+def _constant_prediction_abs_rel(paths, augment) -> float:
+    """AbsRel on the validation split of the best blind guess: the median training depth everywhere."""
+    train = KittiDepthDataset(paths["train"], paths["image_root"], paths["depth_root"], False, augment)
+    train_depths = np.concatenate([d[d > 0] for d in (train[i]["depth"].numpy() for i in range(len(train)))])
+    val = KittiDepthDataset(paths["val"], paths["image_root"], paths["depth_root"], False, augment)
+    aggregator = MetricAggregator()
+    for index in range(len(val)):
+        gt = val[index]["depth"].numpy()
+        aggregator.add(evaluate_image(np.full(gt.shape, np.median(train_depths)), gt, EvalConfig()))
+    return aggregator.mean()["abs_rel"]
+
+
+def test_small_dpt_learns_validation_abs_rel_drops(trained, paths):
+    trainer, initial, final, _ = trained
+    assert final["abs_rel"] < 0.5 * initial["abs_rel"]
+    # not just the mean depth: clearly better than predicting the median training depth everywhere
+    assert final["abs_rel"] < 0.6 * _constant_prediction_abs_rel(paths, trainer.config.data.augment)
+    assert final["delta1"] > initial["delta1"] + 0.3
+
+
+def test_run_folder_holds_config_logs_plots_and_rotated_checkpoints(trained):
+    trainer, _, _, run = trained
+    assert load_config(run / "config.yaml") == trainer.config  # resolved config round-trips
+    assert (run / "curves.png").stat().st_size > 0
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert [p.name for p in step_checkpoints(run)] == ["step_00000080.pt", "step_00000120.pt"]  # keep_last=2
+    checkpoint = load_checkpoint(run / "checkpoints" / "step_00000120.pt")
+    assert checkpoint["step"] == 120 and set(checkpoint) >= {"model", "optimizer", "scheduler", "scaler", "rng"}
+    assert (run / "weights" / "best.pt").is_file()
+
+
+def test_checkpoint_loads_in_node_model_loader_with_same_output(trained, paths):
+    trainer, _, _, run = trained
+    preset = resolve_preset(load_config(run / "config.yaml").model)
+    val = KittiDepthDataset(paths["val"], paths["image_root"], paths["depth_root"], False, trainer.config.data.augment)
+    image = val[0]["image"][None]
+    trainer.model.eval()
+    with torch.no_grad():
+        expected = trainer.model(image)
+        for weights in (run / "weights" / "last.pt", run / "checkpoints" / "step_00000120.pt"):
+            loaded = build_model(preset, weights=weights)  # what the node's weights:=... does
+            torch.testing.assert_close(loaded(image), expected, rtol=0, atol=0)
+    state = torch.load(run / "weights" / "last.pt", weights_only=True)
+    assert "scratch.output_conv.4.bias" in state and "pretrained.model.cls_token" in state  # official keys
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_reduced_precision_steps_have_float32_loss_and_finite_weights(paths, tmp_path, amp):
+    trainer = Trainer(config(paths, tmp_path / amp, amp=amp, max_steps=2))
+    batch = collate_samples([trainer.train_set[i] for i in range(4)])
+    for _ in range(2):
+        record = trainer.train_on_batch(batch)
+        assert np.isfinite(record["loss"])
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert trainer.step == 2
+    trainer.close()
+
+
+def test_split_lines_without_ground_truth_are_not_scored(trained, paths):
+    trainer = trained[0]
+    lines = read_split(paths["val"])
+    assert len(trainer.val_set) == sum(line.depth is not None for line in lines) == 7 < len(lines)
