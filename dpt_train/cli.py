@@ -21,10 +21,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-from dpt_ros.core.model.dpt import build_model  # noqa: E402
+from dpt_ros.core.engine import InferenceEngine  # noqa: E402
 from dpt_train.config import load_config, save_config  # noqa: E402
 from dpt_train.data import KittiDepthDataset  # noqa: E402
 from dpt_train.engine import Trainer, init_distributed  # noqa: E402
@@ -32,7 +31,7 @@ from dpt_train.evaluate import evaluate_dataset  # noqa: E402
 from dpt_train.metrics import METRIC_NAMES, format_table  # noqa: E402
 from dpt_train.model import resolve_preset  # noqa: E402
 
-_AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_PRECISION = {"none": "fp32", "bf16": "bf16", "fp16": "fp16"}
 
 
 def _setup_logging() -> None:
@@ -88,13 +87,17 @@ def eval_main(argv: list[str] | None = None) -> int:
     if args.split:
         overrides.append(f"data.val_split={args.split}")
     config = load_config(args.config, overrides)
-    device = init_distributed(config.device).device
-    model = build_model(resolve_preset(config.model), weights=config.model.weights).to(device)
     data = config.data
+    # The node's inference engine, run at the KB crop size (the network input of the KITTI protocol).
+    engine = InferenceEngine(
+        resolve_preset(config.model), config.model.weights, device=config.device,
+        precision=_PRECISION[config.amp],
+        input_size=(data.augment.kb_width, data.augment.kb_height) if data.augment.kb_crop else None,
+    )
     dataset = KittiDepthDataset(data.val_split, data.image_root, data.depth_root, False, data.augment,
                                 on_bad_sample=data.on_bad_sample)
-    result = evaluate_dataset(model, dataset, device, config.eval, _AMP[config.amp], None, data.num_workers,
-                              panels=config.image_panels, progress=True)
+    result = evaluate_dataset(lambda batch: engine.infer(batch["rgb"][0].numpy()), dataset, config.eval, None,
+                              data.num_workers, panels=config.image_panels, progress=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.yaml")

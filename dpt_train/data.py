@@ -88,16 +88,21 @@ def read_depth_png(path: str | Path, expected_shape: tuple[int, int]) -> np.ndar
 
 
 def normalize_image(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32 with DPT's normalisation (mean = std = 0.5 on [0, 1])."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(127.5).sub_(1.0)
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 with DPT's normalisation (mean = std = 0.5 on [0, 1]).
+
+    The same float32 arithmetic as `dpt_ros.preprocess` (which also resizes; training crops are already
+    network-sized), so a model sees identical numbers in training and in the node.
+    """
+    normalized = (image.astype(np.float32) / 255.0 - 0.5) / 0.5
+    return torch.from_numpy(np.ascontiguousarray(normalized.transpose(2, 0, 1)))
 
 
 class KittiDepthDataset(Dataset):
     """KITTI (or KITTI-format) depth samples from one split file.
 
     train=True: KB crop + augmentation -> {"image": (3, h, w) float32, "depth": (h, w) float32 metres}.
-    train=False: {"image": KB-cropped (3, kb_height, kb_width), "depth": full-size (H, W) metres,
-        "crop_top", "crop_left": where the image crop sits in the full frame}.
+    train=False: {"image": KB-cropped (3, kb_height, kb_width), "rgb": the same crop as (h, w, 3) uint8,
+        "depth": full-size (H, W) metres, "crop_top", "crop_left": where the crop sits in the full frame}.
     Both also give "focal" (pixels), "index" and "skipped" (bad files replaced to produce this sample).
     Lines without ground truth are dropped (counted in `without_depth`). Missing files raise at
     construction, or with on_bad_sample="skip" are dropped and counted in `missing`; files that fail to
@@ -181,7 +186,7 @@ class KittiDepthDataset(Dataset):
             rng = np.random.default_rng([self.seed, self.epoch, index])
             image, depth = augment_pair(image, depth, self.augment, rng)
         else:
-            sample.update(crop_top=top, crop_left=left)
+            sample.update(crop_top=top, crop_left=left, rgb=torch.from_numpy(np.ascontiguousarray(image)))
         sample.update(image=normalize_image(image), depth=torch.from_numpy(np.ascontiguousarray(depth)))
         return sample
 

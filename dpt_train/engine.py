@@ -28,7 +28,7 @@ from dpt_train.checkpoint import CheckpointWriter, latest_checkpoint, load_check
 from dpt_train.config import OptimConfig, TrainConfig, save_config, to_dict
 from dpt_train.data import KittiDepthDataset, ResumableDistributedSampler, ShardSampler, collate_samples
 from dpt_train.losses import scale_shift_invariant_loss, silog_loss
-from dpt_train.evaluate import evaluate_dataset
+from dpt_train.evaluate import evaluate_dataset, model_predictor
 from dpt_train.metrics import HIGHER_IS_BETTER, METRIC_NAMES, MetricAggregator
 from dpt_train.model import build_training_model, fold_scale_shift
 from dpt_train.plots import plot_training_curves
@@ -232,8 +232,8 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """KITTI metrics over the validation split (sharded across ranks, summed with all_reduce)."""
         result = evaluate_dataset(
-            self.model, self.val_set, self.device, self.config.eval, _AMP_DTYPES.get(self.config.amp),
-            ShardSampler(len(self.val_set), self.context.world_size, self.context.rank),
+            model_predictor(self.model, self.device, _AMP_DTYPES.get(self.config.amp)), self.val_set,
+            self.config.eval, ShardSampler(len(self.val_set), self.context.world_size, self.context.rank),
             self.config.data.num_workers, self.config.image_panels if self.context.is_main else 0,
         )
         state = torch.from_numpy(result.aggregate.state())

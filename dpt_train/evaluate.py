@@ -8,6 +8,7 @@ alignment (dpt_train.metrics), as in the published Eigen-split evaluations.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,30 +42,41 @@ def paste_prediction(prediction: np.ndarray, full_shape: tuple[int, int], top: i
     return canvas
 
 
-@torch.no_grad()
+Predictor = Callable[[dict], np.ndarray]
+
+
+def model_predictor(model: torch.nn.Module, device: torch.device, autocast_dtype: torch.dtype | None) -> Predictor:
+    """Predictor running `model` (N, 3, h, w) -> (N, h, w) on a batch's normalised "image"."""
+
+    @torch.no_grad()
+    def predict(batch: dict) -> np.ndarray:
+        model.eval()
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            prediction = model(batch["image"].to(device))
+        return prediction[0].float().cpu().numpy()
+
+    return predict
+
+
 def evaluate_dataset(
-    model: torch.nn.Module,
+    predict: Predictor,
     dataset: KittiDepthDataset,
-    device: torch.device,
     config: EvalConfig,
-    autocast_dtype: torch.dtype | None = None,
     sampler: Sampler | None = None,
     num_workers: int = 0,
     panels: int = 0,
     progress: bool = False,
 ) -> EvalResult:
-    """Run `model` (N, 3, h, w) -> (N, h, w) over an evaluation-mode dataset and score every image.
+    """Score `predict` over an evaluation-mode dataset, one image at a time.
 
-    The model output is metres for metric models (alignment "none"), relative inverse depth for
-    "least_squares_inverse", depth up to scale for "median". autocast_dtype: bf16/fp16 inference or None.
+    predict(batch) gets a collated batch of one sample and returns the (h, w) prediction for its crop:
+    metres for metric models (alignment "none"), relative inverse depth for "least_squares_inverse",
+    depth up to scale for "median".
     """
-    model.eval()
     loader = DataLoader(dataset, batch_size=1, sampler=sampler, collate_fn=collate_samples, num_workers=num_workers)
     result = EvalResult()
     for batch in tqdm(loader, desc="evaluate", disable=not progress, dynamic_ncols=True):
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            prediction = model(batch["image"].to(device))
-        prediction = prediction[0].float().cpu().numpy()
+        prediction = predict(batch)
         gt = batch["depth"][0].numpy()
         top, left = int(batch["crop_top"][0]), int(batch["crop_left"][0])
         line = dataset.entries[int(batch["index"][0])].line
@@ -78,5 +90,5 @@ def evaluate_dataset(
         result.per_image.append((line, metrics))
         if len(result.panels) < panels and config.alignment == "none":
             crop_gt = gt[top : top + prediction.shape[0], left : left + prediction.shape[1]]
-            result.panels.append(prediction_panel(batch["image"][0], prediction, crop_gt, config.max_depth))
+            result.panels.append(prediction_panel(batch["rgb"][0].numpy(), prediction, crop_gt, config.max_depth))
     return result

@@ -10,7 +10,6 @@ import matplotlib
 matplotlib.use("Agg")  # training machines have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 
 def colorize(values: np.ndarray, vmin: float, vmax: float, cmap: str = "magma") -> np.ndarray:
@@ -21,14 +20,12 @@ def colorize(values: np.ndarray, vmin: float, vmax: float, cmap: str = "magma") 
     return (rgb * 255.0 + 0.5).astype(np.uint8)
 
 
-def prediction_panel(image: torch.Tensor, prediction: np.ndarray, gt: np.ndarray, max_depth: float) -> np.ndarray:
+def prediction_panel(rgb: np.ndarray, prediction: np.ndarray, gt: np.ndarray, max_depth: float) -> np.ndarray:
     """input | prediction | ground truth | relative error, side by side.
 
-    image: (3, h, w) normalised as DPT input (mean = std = 0.5); prediction, gt: (h, w) metres, gt 0 =
-    invalid. The error tile shows |pred - gt| / gt on valid pixels, 0 (black) to 0.5 (bright).
-    Returns (h, 4w, 3) uint8 RGB.
+    rgb: (h, w, 3) uint8; prediction, gt: (h, w) metres, gt 0 = invalid. The error tile shows
+    |pred - gt| / gt on valid pixels, 0 (black) to 0.5 (bright). Returns (h, 4w, 3) uint8 RGB.
     """
-    rgb = ((image.float().cpu().numpy().transpose(1, 2, 0) + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
     valid = gt > 0
     gt_shown = np.where(valid, gt, np.nan)
     error = np.where(valid, np.abs(prediction - gt) / np.where(valid, gt, 1.0), np.nan)

@@ -1,5 +1,7 @@
 """A tiny real DPT-Hybrid learns on synthetic KITTI; run folder, node-loadable weights, AMP steps."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -7,10 +9,11 @@ from train_support import config, make_dataset
 
 from dpt_ros import build_model
 from dpt_train.checkpoint import load_checkpoint, step_checkpoints
+from dpt_train.cli import eval_main
 from dpt_train.config import load_config
 from dpt_train.data import KittiDepthDataset, collate_samples, read_split
 from dpt_train.engine import Trainer
-from dpt_train.metrics import EvalConfig, MetricAggregator, evaluate_image
+from dpt_train.metrics import METRIC_NAMES, EvalConfig, MetricAggregator, evaluate_image
 from dpt_train.model import resolve_preset
 
 
@@ -92,3 +95,17 @@ def test_split_lines_without_ground_truth_are_not_scored(trained, paths):
     trainer = trained[0]
     lines = read_split(paths["val"])
     assert len(trainer.val_set) == sum(line.depth is not None for line in lines) == 7 < len(lines)
+
+
+def test_dpt_eval_cli_reproduces_validation_through_the_inference_engine(trained, tmp_path, capsys):
+    trainer, _, final, run = trained
+    out = tmp_path / "eval"
+    assert eval_main(["--config", str(run / "config.yaml"), "--weights", str(run / "weights" / "last.pt"),
+                      "--out", str(out)]) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["images"] == 7 and summary["lines_without_ground_truth"] == 5
+    for name in METRIC_NAMES:  # same weights, same crops: InferenceEngine == the training model
+        assert summary[name] == pytest.approx(final[name], rel=1e-4, abs=1e-6), name
+    assert len((out / "per_image.csv").read_text().splitlines()) == 1 + 7
+    assert (out / "abs_rel_histogram.png").stat().st_size > 0 and (out / "panels.png").stat().st_size > 0
+    assert "abs_rel" in capsys.readouterr().out
