@@ -25,7 +25,7 @@ import torch.distributed as dist  # noqa: E402
 
 from dpt_ros.core.engine import InferenceEngine  # noqa: E402
 from dpt_train.config import load_config, save_config  # noqa: E402
-from dpt_train.data import KittiDepthDataset  # noqa: E402
+from dpt_train.data import dataset_from_config  # noqa: E402
 from dpt_train.engine import Trainer, init_distributed  # noqa: E402
 from dpt_train.evaluate import evaluate_dataset  # noqa: E402
 from dpt_train.metrics import METRIC_NAMES, format_table  # noqa: E402
@@ -94,8 +94,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         precision=_PRECISION[config.amp],
         input_size=(data.augment.kb_width, data.augment.kb_height) if data.augment.kb_crop else None,
     )
-    dataset = KittiDepthDataset(data.val_split, data.image_root, data.depth_root, False, data.augment,
-                                on_bad_sample=data.on_bad_sample)
+    dataset = dataset_from_config(data, "val", train=False)
     result = evaluate_dataset(lambda batch: engine.infer(batch["rgb"][0].numpy()), dataset, config.eval, None,
                               data.num_workers, panels=config.image_panels, progress=True)
     out = Path(args.out)

@@ -36,13 +36,17 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Split files hold paths relative to image_root (raw drives) and depth_root (annotated depth)."""
+    """Split files hold paths relative to image_root (raw drives) and depth_root (annotated depth).
+    depth_source / val_depth_source "velodyne" build sparse ground truth for training / validation from
+    the raw scans + calibration instead (Eigen et al.'s original protocol evaluated on raw Velodyne)."""
 
     image_root: str = "data/kitti/raw"
     depth_root: str = "data/kitti/depth"
     train_split: str = "data/kitti/splits/eigen_train_files_with_gt.txt"
     val_split: str = "data/kitti/splits/eigen_test_files_with_gt.txt"
     on_bad_sample: Literal["raise", "skip"] = "raise"
+    depth_source: Literal["png", "velodyne"] = "png"
+    val_depth_source: Literal["png", "velodyne"] = "png"
     num_workers: int = 4
     augment: AugmentConfig = AugmentConfig()
 

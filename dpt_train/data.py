@@ -19,10 +19,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+from dpt_train.config import DataConfig
 from dpt_train.transforms import AugmentConfig, augment_pair, crop, kb_crop_offset
 
 LOG = logging.getLogger(__name__)
 BadSamplePolicy = Literal["raise", "skip"]
+DepthSource = Literal["png", "velodyne"]
 KITTI_DEPTH_SCALE = 256.0  # uint16 PNG value / 256 = metres
 
 
@@ -104,9 +106,12 @@ class KittiDepthDataset(Dataset):
     train=False: {"image": KB-cropped (3, kb_height, kb_width), "rgb": the same crop as (h, w, 3) uint8,
         "depth": full-size (H, W) metres, "crop_top", "crop_left": where the crop sits in the full frame}.
     Both also give "focal" (pixels), "index" and "skipped" (bad files replaced to produce this sample).
-    Lines without ground truth are dropped (counted in `without_depth`). Missing files raise at
-    construction, or with on_bad_sample="skip" are dropped and counted in `missing`; files that fail to
-    decode raise BadSampleError at load time, or are replaced by the next good sample and counted.
+    depth_source "png": the annotated depth PNGs of the split; lines without ground truth ("None") are
+    dropped (counted in `without_depth`). "velodyne": sparse depth projected from the raw Velodyne scan of
+    each image with the date folder's calibration (dpt_train.kitti_raw); the split's gt column is ignored.
+    Missing files raise at construction, or with on_bad_sample="skip" are dropped and counted in
+    `missing`; files that fail to decode raise BadSampleError at load time, or are replaced by the next
+    good sample and counted.
     """
 
     def __init__(
@@ -118,14 +123,18 @@ class KittiDepthDataset(Dataset):
         augment: AugmentConfig = AugmentConfig(),
         seed: int = 0,
         on_bad_sample: BadSamplePolicy = "raise",
+        depth_source: DepthSource = "png",
     ) -> None:
         if on_bad_sample not in ("raise", "skip"):
             raise ValueError(f"on_bad_sample must be 'raise' or 'skip', got {on_bad_sample!r}")
+        if depth_source not in ("png", "velodyne"):
+            raise ValueError(f"depth_source must be 'png' or 'velodyne', got {depth_source!r}")
         self.image_root, self.depth_root = Path(image_root), Path(depth_root)
         self.train, self.augment, self.seed, self.on_bad_sample = train, augment, seed, on_bad_sample
+        self.depth_source = depth_source
         self.epoch = 0
         entries = read_split(split_file)
-        with_depth = [entry for entry in entries if entry.depth is not None]
+        with_depth = [entry for entry in entries if entry.depth is not None or depth_source == "velodyne"]
         self.without_depth = len(entries) - len(with_depth)
         if self.without_depth:
             LOG.info("%s: %d of %d lines have no ground truth ('None') and are not used",
@@ -133,7 +142,7 @@ class KittiDepthDataset(Dataset):
         self.entries = []
         missing = []
         for entry in with_depth:
-            absent = [p for p in (self.image_root / entry.rgb, self.depth_root / entry.depth) if not p.is_file()]
+            absent = [p for p in self._files(entry) if not p.is_file()]
             if absent:
                 missing.append(f"{split_file}:{entry.line}: {absent[0]} does not exist")
             else:
@@ -149,6 +158,30 @@ class KittiDepthDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def _files(self, entry: SplitEntry) -> list[Path]:
+        """Files a sample needs: image and depth PNG, or image, Velodyne scan and calibration."""
+        image = self.image_root / entry.rgb
+        if self.depth_source == "png":
+            return [image, self.depth_root / entry.depth]
+        from dpt_train.kitti_raw import velodyne_path_for_image  # needs dpt_ros.core.lidar_projection
+
+        date_dir = image.parents[3]
+        return [image, velodyne_path_for_image(image), date_dir / "calib_cam_to_cam.txt",
+                date_dir / "calib_velo_to_cam.txt"]
+
+    def _read_depth(self, entry: SplitEntry, image_shape: tuple[int, int]) -> np.ndarray:
+        if self.depth_source == "png":
+            return read_depth_png(self.depth_root / entry.depth, image_shape)
+        from dpt_train.kitti_raw import load_camera_calibration, read_velodyne, velodyne_depth, velodyne_path_for_image
+
+        image = self.image_root / entry.rgb
+        scan = velodyne_path_for_image(image)
+        try:
+            calibration = load_camera_calibration(image.parents[3])
+            return velodyne_depth(read_velodyne(scan), calibration, image_shape)
+        except (OSError, ValueError) as error:  # CalibrationError is a ValueError
+            raise BadSampleError(scan, str(error)) from None
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation randomness of this epoch (call before creating the DataLoader iterator)."""
@@ -173,7 +206,7 @@ class KittiDepthDataset(Dataset):
     def _load(self, index: int) -> dict:
         entry = self.entries[index]
         image = read_rgb(self.image_root / entry.rgb)
-        depth = read_depth_png(self.depth_root / entry.depth, image.shape[:2])
+        depth = self._read_depth(entry, image.shape[:2])
         top, left = 0, 0
         if self.augment.kb_crop:
             top, left = kb_crop_offset(*depth.shape, self.augment.kb_height, self.augment.kb_width)
@@ -203,6 +236,15 @@ def collate_samples(samples: list[dict]) -> dict:
         else:
             batch[key] = torch.tensor(values)
     return batch
+
+
+def dataset_from_config(data: DataConfig, split: Literal["train", "val"], train: bool, seed: int = 0) -> KittiDepthDataset:
+    """The train or val split of a DataConfig, as a training (augmented) or evaluation dataset."""
+    split_file, depth_source = (
+        (data.train_split, data.depth_source) if split == "train" else (data.val_split, data.val_depth_source)
+    )
+    return KittiDepthDataset(split_file, data.image_root, data.depth_root, train, data.augment, seed,
+                             data.on_bad_sample, depth_source)
 
 
 class ResumableDistributedSampler(DistributedSampler):

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from dpt_train.checkpoint import CheckpointWriter, latest_checkpoint, load_checkpoint
 from dpt_train.config import OptimConfig, TrainConfig, save_config, to_dict
-from dpt_train.data import KittiDepthDataset, ResumableDistributedSampler, ShardSampler, collate_samples
+from dpt_train.data import ResumableDistributedSampler, ShardSampler, collate_samples, dataset_from_config
 from dpt_train.losses import scale_shift_invariant_loss, silog_loss
 from dpt_train.evaluate import evaluate_dataset, model_predictor
 from dpt_train.metrics import HIGHER_IS_BETTER, METRIC_NAMES, MetricAggregator
@@ -166,11 +166,8 @@ class Trainer:
         self.best: float | None = None
         self.skipped_samples = 0
         self.skipped_steps = 0
-        data = config.data
-        self.train_set = KittiDepthDataset(data.train_split, data.image_root, data.depth_root, True, data.augment,
-                                           config.seed, data.on_bad_sample)
-        self.val_set = KittiDepthDataset(data.val_split, data.image_root, data.depth_root, False, data.augment,
-                                         config.seed, data.on_bad_sample)
+        self.train_set = dataset_from_config(config.data, "train", train=True, seed=config.seed)
+        self.val_set = dataset_from_config(config.data, "val", train=False)
         self.per_rank_batch = config.batch_size // self.context.world_size
         self.sampler = ResumableDistributedSampler(self.train_set, self.context.world_size, self.context.rank,
                                                    config.seed)
@@ -287,9 +284,7 @@ class Trainer:
     def _apply_recipe(self) -> None:
         from dpt_train.recipe import estimate_scale_shift  # needs dpt_ros.core.alignment
 
-        data = self.config.data
-        aligned_set = KittiDepthDataset(data.train_split, data.image_root, data.depth_root, False, data.augment,
-                                        self.config.seed, data.on_bad_sample)
+        aligned_set = dataset_from_config(self.config.data, "train", train=False)
         scale, shift, fitted = estimate_scale_shift(self.model, aligned_set, self.device, self.config.recipe.samples)
         fold_scale_shift(self.model, scale, shift)
         if self.context.world_size > 1:  # every rank computed the same fold; make it bit-identical

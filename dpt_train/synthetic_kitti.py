@@ -214,15 +214,15 @@ def write_synthetic_kitti(root: str | Path, spec: SyntheticKittiSpec = Synthetic
             rgb, depth = render_frame(spec, drive, frame)
             rgb_relative = f"{DATE}/{drive_name}/image_02/data/{frame:010d}.png"
             _write_png(image_root / rgb_relative, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            mask = lidar_mask(spec, drive, frame, depth)
+            if spec.write_velodyne:  # raw scans exist for every frame, annotations only from frame 5 on
+                bin_path = image_root / f"{DATE}/{drive_name}/velodyne_points/data/{frame:010d}.bin"
+                bin_path.parent.mkdir(parents=True, exist_ok=True)
+                velodyne_points(spec, depth, mask).tofile(bin_path)
             gt_relative = "None"
             if frame >= spec.first_annotated_frame:
-                mask = lidar_mask(spec, drive, frame, depth)
                 gt_relative = f"{drive_name}/proj_depth/groundtruth/image_02/{frame:010d}.png"
                 _write_png(depth_root / gt_relative, encode_depth_png(np.where(mask, depth, 0.0)))
-                if spec.write_velodyne:
-                    bin_path = image_root / f"{DATE}/{drive_name}/velodyne_points/data/{frame:010d}.bin"
-                    bin_path.parent.mkdir(parents=True, exist_ok=True)
-                    velodyne_points(spec, depth, mask).tofile(bin_path)
             line = f"{rgb_relative} {gt_relative} {spec.focal:.4f}"
             if drive < spec.drives:
                 if gt_relative != "None":
