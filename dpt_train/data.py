@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from dpt_train.config import DataConfig
+from dpt_train.kitti_raw import load_camera_calibration, read_velodyne, velodyne_depth, velodyne_path_for_image
 from dpt_train.transforms import AugmentConfig, augment_pair, crop, kb_crop_offset
 
 LOG = logging.getLogger(__name__)
@@ -164,8 +165,6 @@ class KittiDepthDataset(Dataset):
         image = self.image_root / entry.rgb
         if self.depth_source == "png":
             return [image, self.depth_root / entry.depth]
-        from dpt_train.kitti_raw import velodyne_path_for_image  # needs dpt_ros.core.lidar_projection
-
         date_dir = image.parents[3]
         return [image, velodyne_path_for_image(image), date_dir / "calib_cam_to_cam.txt",
                 date_dir / "calib_velo_to_cam.txt"]
@@ -173,8 +172,6 @@ class KittiDepthDataset(Dataset):
     def _read_depth(self, entry: SplitEntry, image_shape: tuple[int, int]) -> np.ndarray:
         if self.depth_source == "png":
             return read_depth_png(self.depth_root / entry.depth, image_shape)
-        from dpt_train.kitti_raw import load_camera_calibration, read_velodyne, velodyne_depth, velodyne_path_for_image
-
         image = self.image_root / entry.rgb
         scan = velodyne_path_for_image(image)
         try:

@@ -32,6 +32,7 @@ from dpt_train.evaluate import evaluate_dataset, model_predictor
 from dpt_train.metrics import HIGHER_IS_BETTER, METRIC_NAMES, MetricAggregator
 from dpt_train.model import build_training_model, fold_scale_shift
 from dpt_train.plots import plot_training_curves
+from dpt_train.recipe import estimate_scale_shift
 
 LOG = logging.getLogger(__name__)
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -282,8 +283,6 @@ class Trainer:
             self._apply_recipe()
 
     def _apply_recipe(self) -> None:
-        from dpt_train.recipe import estimate_scale_shift  # needs dpt_ros.core.alignment
-
         aligned_set = dataset_from_config(self.config.data, "train", train=False)
         scale, shift, fitted = estimate_scale_shift(self.model, aligned_set, self.device, self.config.recipe.samples)
         fold_scale_shift(self.model, scale, shift)

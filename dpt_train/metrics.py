@@ -13,6 +13,8 @@ from typing import Literal
 
 import numpy as np
 
+from dpt_ros.core.alignment import AlignmentConfig, fit_scale_shift
+
 METRIC_NAMES = ("delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "silog", "log10")
 # metrics where larger is better (used to pick "best" checkpoints)
 HIGHER_IS_BETTER = frozenset({"delta1", "delta2", "delta3"})
@@ -25,6 +27,10 @@ _CROP_FRACTIONS = {
     "garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),
     "eigen": (0.3324324, 0.91351351, 0.03594771, 0.96405229),
 }
+
+
+# Least squares with every quality gate of the node's alignment off: evaluation must score bad fits too.
+_PROTOCOL_FIT = AlignmentConfig(min_points=2, min_inlier_ratio=0.0, min_depth_spread=0.0, min_conditioning=0.0)
 
 
 @dataclass(frozen=True)
@@ -106,38 +112,21 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     }
 
 
-def fit_scale_shift_least_squares(
-    prediction: np.ndarray, target: np.ndarray, mask: np.ndarray
-) -> tuple[float, float]:
-    """Closed-form (scale, shift) minimising sum over mask of (scale * prediction + shift - target)^2.
-
-    prediction, target: (H, W) any units; mask: (H, W) bool with at least two distinct prediction values.
-    """
-    x = np.asarray(prediction, dtype=np.float64)[mask]
-    y = np.asarray(target, dtype=np.float64)[mask]
-    n = float(x.size)
-    sum_x, sum_y, sum_xx, sum_xy = x.sum(), y.sum(), (x * x).sum(), (x * y).sum()
-    determinant = n * sum_xx - sum_x * sum_x
-    if n < 2 or determinant <= 1e-12 * max(n * sum_xx, 1e-300):
-        raise ValueError("cannot fit scale and shift: fewer than two distinct valid prediction values")
-    scale = (n * sum_xy - sum_x * sum_y) / determinant
-    shift = (sum_y - scale * sum_x) / n
-    return float(scale), float(shift)
-
-
 def align_least_squares_inverse(
     pred_inverse: np.ndarray, gt: np.ndarray, mask: np.ndarray, max_depth: float
 ) -> np.ndarray:
     """DPT protocol: fit scale+shift of a relative inverse depth to 1/gt over mask, cap, invert.
 
     pred_inverse: (H, W) relative inverse depth (arbitrary scale and shift); gt: (H, W) metres;
-    mask: (H, W) bool. The aligned inverse depth is clamped from below at 1/max_depth (so far and
-    negative values become max_depth) before inversion. Returns (H, W) metres.
+    mask: (H, W) bool. The fit is the plain least squares of sum((s * pred + t - 1/gt)^2), solved by the
+    node's `fit_scale_shift(method="lstsq")` with its quality gates off (an evaluation scores every image,
+    good fit or not). The aligned inverse depth is clamped from below at 1/max_depth (so far and negative
+    values become max_depth) before inversion. Returns (H, W) metres.
     """
-    target_inverse = np.zeros_like(gt, dtype=np.float64)
-    target_inverse[mask] = 1.0 / gt[mask]
-    scale, shift = fit_scale_shift_least_squares(pred_inverse, target_inverse, mask)
-    aligned_inverse = np.maximum(scale * np.asarray(pred_inverse, dtype=np.float64) + shift, 1.0 / max_depth)
+    fit = fit_scale_shift(pred_inverse, np.where(mask, gt, np.nan), method="lstsq", config=_PROTOCOL_FIT)
+    if not (np.isfinite(fit.scale) and np.isfinite(fit.shift)):
+        raise ValueError(f"cannot fit scale and shift: {fit.reason}")
+    aligned_inverse = np.maximum(fit.scale * np.asarray(pred_inverse, dtype=np.float64) + fit.shift, 1.0 / max_depth)
     return 1.0 / aligned_inverse
 
 

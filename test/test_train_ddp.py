@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_support import config, make_dataset, overrides
+from train_support import config, make_dataset, overrides, single_torch_thread  # noqa: F401 (autouse)
 
 from dpt_train.engine import Trainer
 from dpt_train.plots import read_log

@@ -14,7 +14,6 @@ from dpt_train.metrics import (
     depth_metrics,
     evaluate_image,
     evaluation_mask,
-    fit_scale_shift_least_squares,
 )
 
 # ratios pred/gt = 1.2, 1.5, 1.9, 3.0 on ground truth 1, 2, 2, 2 metres
@@ -82,15 +81,14 @@ def test_evaluate_image_clamps_prediction_to_range_and_uses_crop():
         evaluate_image(pred[:5], gt)
 
 
-def test_least_squares_fit_hand_values():
-    x = np.array([[0.0, 1.0, 2.0]])
-    y = np.array([[1.0, 2.0, 4.0]])
-    scale, shift = fit_scale_shift_least_squares(x, y, np.ones_like(x, dtype=bool))
-    # normal equations: n=3, sum x=3, sum y=7, sum xx=5, sum xy=10 -> scale 9/6, shift (7-4.5)/3
-    assert scale == pytest.approx(1.5)
-    assert shift == pytest.approx(2.5 / 3)
-    with pytest.raises(ValueError, match="distinct"):
-        fit_scale_shift_least_squares(np.ones((1, 3)), y, np.ones((1, 3), dtype=bool))
+def test_least_squares_inverse_alignment_hand_values():
+    pred_inverse = np.array([[0.0, 1.0, 2.0]])
+    gt = 1.0 / np.array([[1.0, 2.0, 4.0]])  # target inverse depth 1, 2, 4
+    # normal equations: n=3, sum x=3, sum y=7, sum xx=5, sum xy=10 -> scale 9/6 = 1.5, shift (7-4.5)/3
+    aligned = align_least_squares_inverse(pred_inverse, gt, np.ones((1, 3), dtype=bool), max_depth=80.0)
+    np.testing.assert_allclose(1.0 / aligned, [[2.5 / 3, 1.5 + 2.5 / 3, 3.0 + 2.5 / 3]], rtol=1e-9)
+    with pytest.raises(ValueError, match="cannot fit"):
+        align_least_squares_inverse(np.ones((1, 3)), gt, np.ones((1, 3), dtype=bool), max_depth=80.0)
 
 
 def test_least_squares_inverse_alignment_recovers_metric_depth_and_caps():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_support import config, make_dataset, overrides
+from train_support import config, make_dataset, overrides, single_torch_thread  # noqa: F401 (autouse)
 
 from dpt_train.checkpoint import CheckpointWriter, latest_checkpoint, load_checkpoint, step_checkpoints
 from dpt_train.engine import Trainer
@@ -39,7 +39,7 @@ def test_killed_and_resumed_run_ends_with_the_uninterrupted_weights(paths, tmp_p
     killed_dir = tmp_path / "killed"
     command = [sys.executable, "-m", "dpt_train.cli", "train",
                *overrides(paths, killed_dir, **{**SETTINGS, "max_steps": 100000})]
-    env = {**os.environ, "PYTHONPATH": str(WORKTREE), "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "PYTHONPATH": str(WORKTREE), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while latest_checkpoint(killed_dir) is None:

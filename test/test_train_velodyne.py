@@ -3,13 +3,10 @@
 import numpy as np
 import pytest
 
-# The node's LiDAR projection is written on another branch; until it is merged this file cannot run.
-pytest.importorskip("dpt_ros.core.lidar_projection")
-
-from dpt_train.data import BadSampleError, KittiDepthDataset, read_split  # noqa: E402
-from dpt_train.kitti_raw import CalibrationError, load_camera_calibration, read_calibration_file  # noqa: E402
-from dpt_train.synthetic_kitti import SyntheticKittiSpec, synthetic_calibration, write_synthetic_kitti  # noqa: E402
-from dpt_train.transforms import AugmentConfig  # noqa: E402
+from dpt_train.data import BadSampleError, KittiDepthDataset, read_split
+from dpt_train.kitti_raw import CalibrationError, load_camera_calibration, read_calibration_file
+from dpt_train.synthetic_kitti import SyntheticKittiSpec, synthetic_calibration, write_synthetic_kitti
+from dpt_train.transforms import AugmentConfig
 
 SPEC = SyntheticKittiSpec(height=80, width=160, drives=2, frames_per_drive=7, lidar_rows=20,
                           lidar_points_per_row=60, write_velodyne=True)

@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+import pytest
+import torch
+
 from dpt_train.config import TrainConfig, load_config
 from dpt_train.synthetic_kitti import SyntheticKittiSpec, write_synthetic_kitti
 
@@ -36,3 +39,13 @@ def overrides(paths: dict[str, Path], run_dir: Path, **settings) -> list[str]:
 
 def config(paths: dict[str, Path], run_dir: Path, **settings) -> TrainConfig:
     return load_config(None, overrides(paths, run_dir, **settings))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, two spinning OpenMP threads per process slow these
+    small models down by an order of magnitude as soon as anything else runs. Restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
