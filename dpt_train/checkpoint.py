@@ -13,22 +13,23 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 _STEP_FILE = re.compile(r"^step_(\d{8})\.pt$")
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file beside path, fsync, then os.replace (atomic on POSIX)."""
+def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call write(handle) on a temporary file beside path, fsync, then os.replace (atomic on POSIX)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(temporary, "wb") as handle:
-            torch.save(obj, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -40,6 +41,16 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         os.fsync(directory)  # make the rename itself durable
     finally:
         os.close(directory)
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """torch.save through a temporary file and a rename: a crash leaves the old file or the new one."""
+    _atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a small text file (config, JSON) atomically."""
+    _atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
 from dpt_ros.core.engine import InferenceEngine  # noqa: E402
+from dpt_train.checkpoint import atomic_write_text  # noqa: E402
 from dpt_train.config import load_config, save_config  # noqa: E402
 from dpt_train.data import dataset_from_config  # noqa: E402
 from dpt_train.engine import Trainer, init_distributed  # noqa: E402
@@ -103,7 +104,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     summary = {"images": result.aggregate.count, "unscored": result.unscored,
                "lines_without_ground_truth": dataset.without_depth, "missing": dataset.missing,
                **result.aggregate.mean()}
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
     with open(out / "per_image.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["split_line", *METRIC_NAMES])

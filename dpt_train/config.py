@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
+from dpt_train.checkpoint import atomic_write_text
 from dpt_train.metrics import EvalConfig
 from dpt_train.transforms import AugmentConfig
 
@@ -23,8 +24,10 @@ from dpt_train.transforms import AugmentConfig
 class ModelConfig:
     """preset: a dpt_ros preset name. architecture: overrides for Preset.with_architecture (reduced models).
     weights: initial weights file (official DPT or a dpt-train checkpoint); None = random initialisation.
-    metric_scale/metric_shift: replace the metric head's 1/(scale*x + shift) constants, e.g. with the
-    averages estimated by the relative-to-metric recipe (`dpt-train ... recipe.estimate_scale_shift=true`).
+    metric_scale/metric_shift: replace the metric head's 1/(scale*x + shift) constants. For training from
+    random initialisation (reduced test networks), where the stock KITTI constants need a head output in
+    the thousands; rebuild such a network with dpt_train.model.resolve_preset. The relative-to-metric
+    recipe does not use them: it folds its constants into the weights (see RecipeConfig).
     """
 
     preset: str = "dpt_hybrid_kitti"
@@ -201,4 +204,4 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (the run's record of exactly what was trained)."""
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))

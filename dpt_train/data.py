@@ -235,7 +235,9 @@ def collate_samples(samples: list[dict]) -> dict:
     return batch
 
 
-def dataset_from_config(data: DataConfig, split: Literal["train", "val"], train: bool, seed: int = 0) -> KittiDepthDataset:
+def dataset_from_config(
+    data: DataConfig, split: Literal["train", "val"], train: bool, seed: int = 0
+) -> KittiDepthDataset:
     """The train or val split of a DataConfig, as a training (augmented) or evaluation dataset."""
     split_file, depth_source = (
         (data.train_split, data.depth_source) if split == "train" else (data.val_split, data.val_depth_source)

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dpt_train.checkpoint import CheckpointWriter, latest_checkpoint, load_checkpoint
+from dpt_train.checkpoint import CheckpointWriter, atomic_write_text, latest_checkpoint, load_checkpoint
 from dpt_train.config import OptimConfig, TrainConfig, save_config, to_dict
 from dpt_train.data import ResumableDistributedSampler, ShardSampler, collate_samples, dataset_from_config
 from dpt_train.losses import scale_shift_invariant_loss, silog_loss
@@ -217,14 +217,14 @@ class Trainer:
             self.skipped_steps += 1  # identical on every rank: gradients are all-reduced before this test
             LOG.warning("step %d: non-finite gradient norm, optimiser step skipped", self.step)
         self.scaler.update()
+        learning_rates = {f"lr_{group['name']}": group["lr"] for group in self.optimizer.param_groups}
         self.scheduler.step()
         self.step += 1
         self.skipped_samples += int(batch.get("skipped", 0))
         global_loss = loss.detach()
         if self.context.world_size > 1:
             dist.all_reduce(global_loss, op=dist.ReduceOp.AVG)
-        return {"loss": global_loss.item(), "grad_norm": float(grad_norm),
-                **{f"lr_{group['name']}": group["lr"] for group in self.optimizer.param_groups}}
+        return {"loss": global_loss.item(), "grad_norm": float(grad_norm), **learning_rates}
 
     # ---------------------------------------------------------------- validation
     def validate(self) -> dict[str, float]:
@@ -291,9 +291,8 @@ class Trainer:
                 dist.broadcast(tensor, src=0)
         LOG.info("recipe: mean alignment over %d samples: 1/z = %.6g * x + %.6g", fitted, scale, shift)
         if self.context.is_main:
-            (self.run_dir / "recipe.json").write_text(
-                json.dumps({"scale": scale, "shift": shift, "samples": fitted}, indent=2) + "\n"
-            )
+            atomic_write_text(self.run_dir / "recipe.json",
+                              json.dumps({"scale": scale, "shift": shift, "samples": fitted}, indent=2) + "\n")
 
     # ---------------------------------------------------------------- the loop
     def _log(self, name: str, record: dict[str, Any]) -> None:

@@ -145,7 +145,8 @@ def evaluate_image(pred: np.ndarray, gt: np.ndarray, config: EvalConfig = EvalCo
     """Metrics of one full-size prediction against its ground truth.
 
     pred: (H, W) metres for metric models, relative inverse depth for alignment "least_squares_inverse",
-        depth up to scale for "median". NaN where the model predicted nothing (excluded). gt: (H, W) metres, 0 = invalid. Returns {metric name: value}.
+        depth up to scale for "median". NaN where the model predicted nothing (excluded).
+    gt: (H, W) metres, 0 = invalid. Returns {metric name: value}.
     """
     pred = np.asarray(pred, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
