@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from train_support import config, make_dataset, single_torch_thread  # noqa: F401 (autouse)
 
 from dpt_ros import build_model, get_preset
@@ -15,6 +16,7 @@ from dpt_train.data import KittiDepthDataset, collate_samples, read_split
 from dpt_train.engine import Trainer
 from dpt_train.metrics import METRIC_NAMES, EvalConfig, MetricAggregator, evaluate_image
 from dpt_train.model import resolve_preset
+from dpt_train.plots import read_log
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,11 @@ def test_run_folder_holds_config_logs_plots_and_rotated_checkpoints(trained):
     trainer, _, _, run = trained
     assert load_config(run / "config.yaml") == trainer.config  # resolved config round-trips
     assert (run / "curves.png").stat().st_size > 0
-    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    assert {"train/loss", "train/lr_backbone", "val/abs_rel", "val/delta1"} <= set(events.Tags()["scalars"])
+    assert "val/input_prediction_gt_error/0" in events.Tags()["images"]
+    panel = events.Images("val/input_prediction_gt_error/0")[-1]
+    assert (panel.width, panel.height) == (4 * 128, 64)  # input | prediction | GT | error of a KB crop
     assert [p.name for p in step_checkpoints(run)] == ["step_00000080.pt", "step_00000120.pt"]  # keep_last=2
     checkpoint = load_checkpoint(run / "checkpoints" / "step_00000120.pt")
     assert checkpoint["step"] == 120 and set(checkpoint) >= {"model", "optimizer", "scheduler", "scaler", "rng"}
@@ -130,3 +136,16 @@ def test_relative_to_metric_recipe_recovers_the_head_constants(trained, paths, t
     assert before["abs_rel"] > 3 * final["abs_rel"]
     assert after["abs_rel"] < 1.5 * final["abs_rel"]
     assert stock.model.metric == get_preset("dpt_hybrid_kitti").metric
+
+
+def test_relative_model_trains_with_the_invariant_loss_and_aligned_evaluation(paths, tmp_path):
+    trainer = Trainer(config(paths, tmp_path / "relative", max_steps=2, **{
+        "model.preset": "dpt_hybrid_midas", "model.metric_scale": "null", "model.metric_shift": "null",
+        "loss.kind": "ssi", "loss.gradient_weight": 0.5, "eval.alignment": "least_squares_inverse"}))
+    trainer.start()
+    metrics = trainer.fit()
+    trainer.close()
+    assert trainer.model.metric is None  # inverse depth out, scored after per-image LS alignment
+    assert all(np.isfinite(value) for value in metrics.values())
+    losses = [record["loss"] for record in read_log(tmp_path / "relative" / "train.jsonl").values()]
+    assert len(losses) == 2 and all(0 < loss < 10 for loss in losses)
