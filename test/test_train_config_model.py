@@ -1,11 +1,17 @@
 """Config loading/overrides, learning-rate schedule, parameter groups, head folding, normalisation."""
 
 import math
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import dpt_train
 from dpt_ros import build_model, get_preset, preprocess
 from dpt_train.config import ModelConfig, OptimConfig, TrainConfig, load_config, save_config
 from dpt_train.data import normalize_image
@@ -105,3 +111,18 @@ def test_defaults_are_the_paper_recipe():
     assert (config.data.augment.kb_height, config.data.augment.kb_width) == (352, 1216)
     assert (config.eval.min_depth, config.eval.max_depth, config.eval.crop) == (1e-3, 80.0, "garg")
     assert config.loss.kind == "silog" and math.isclose(config.loss.variance_focus, 0.85)
+
+
+def test_every_dpt_train_module_imports_with_rclpy_blocked():
+    modules = [m.name for m in pkgutil.walk_packages(dpt_train.__path__, prefix="dpt_train.")]
+    assert {"dpt_train.cli", "dpt_train.engine", "dpt_train.data", "dpt_train.kitti_raw"} <= set(modules)
+    script = (
+        "import sys, importlib\n"
+        "sys.modules['rclpy'] = None  # any 'import rclpy' now raises ImportError\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "assert not any(k.startswith('rclpy') for k, v in sys.modules.items() if v is not None)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert result.returncode == 0, result.stderr
