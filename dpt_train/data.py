@@ -165,9 +165,9 @@ class KittiDepthDataset(Dataset):
         image = self.image_root / entry.rgb
         if self.depth_source == "png":
             return [image, self.depth_root / entry.depth]
+        scan = velodyne_path_for_image(image)  # checks the raw layout <date>/<drive>/image_02/data/
         date_dir = image.parents[3]
-        return [image, velodyne_path_for_image(image), date_dir / "calib_cam_to_cam.txt",
-                date_dir / "calib_velo_to_cam.txt"]
+        return [image, scan, date_dir / "calib_cam_to_cam.txt", date_dir / "calib_velo_to_cam.txt"]
 
     def _read_depth(self, entry: SplitEntry, image_shape: tuple[int, int]) -> np.ndarray:
         if self.depth_source == "png":
