@@ -33,6 +33,10 @@ def test_two_process_gloo_run_matches_single_process_loss_curve(tmp_path):
     for step in single_log:
         # same global batch per step (2 x 2 = 4 images); only float summation order differs
         assert ddp_log[step]["loss"] == pytest.approx(single_log[step]["loss"], rel=1e-4), step
+    # validation is sharded 4 + 3 images over the ranks and summed: same metrics as one process
+    single_val, ddp_val = read_log(tmp_path / "single" / "val.jsonl"), read_log(tmp_path / "ddp" / "val.jsonl")
+    for name, value in single_val[STEPS].items():
+        assert ddp_val[STEPS][name] == pytest.approx(value, rel=1e-3, abs=1e-5), name
     ddp_weights = torch.load(tmp_path / "ddp" / "weights" / "last.pt", weights_only=True)
     for name, tensor in single.model.state_dict().items():
         torch.testing.assert_close(ddp_weights[name], tensor, rtol=1e-3, atol=1e-4, msg=name)
