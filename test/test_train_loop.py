@@ -149,3 +149,20 @@ def test_relative_model_trains_with_the_invariant_loss_and_aligned_evaluation(pa
     assert all(np.isfinite(value) for value in metrics.values())
     losses = [record["loss"] for record in read_log(tmp_path / "relative" / "train.jsonl").values()]
     assert len(losses) == 2 and all(0 < loss < 10 for loss in losses)
+
+
+@pytest.mark.parametrize("metric, values, best_index", [("abs_rel", [0.5, 0.3, 0.4], 1),
+                                                        ("delta1", [0.5, 0.3, 0.6], 2)])
+def test_best_weights_follow_the_configured_metric(paths, tmp_path, monkeypatch, metric, values, best_index):
+    trainer = Trainer(config(paths, tmp_path / metric, best_metric=metric))
+    snapshots = []
+    for value in values:
+        with torch.no_grad():  # a different model each validation
+            next(trainer.model.parameters()).add_(1.0)
+        snapshots.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+        monkeypatch.setattr(trainer, "validate", lambda v=value: {name: v for name in METRIC_NAMES})
+        trainer._validate_and_keep_best()
+    trainer.close()
+    best = torch.load(tmp_path / metric / "weights" / "best.pt", weights_only=True)
+    assert all(torch.equal(best[k], snapshots[best_index][k]) for k in best)
+    assert trainer.best == values[best_index]
