@@ -11,7 +11,7 @@ so every pixel's depth is known exactly. The writer produces the real KITTI layo
 
 Like the real annotated depth, ground truth starts at frame 5 of each drive and is sparse (LiDAR-like scan
 lines in the lower part of the image), so earlier frames appear in the splits with "None".
-Used by the tests and by `dpt-train --synthetic` smoke runs; not a substitute for KITTI.
+Used by the tests and for smoke runs (docs/training.md, section 4); not a substitute for KITTI.
 """
 
 from __future__ import annotations
