@@ -79,6 +79,8 @@ setup(
             "dpt-ros-depth-image = dpt_ros.tools.depth_image:main",
             "depth_node = dpt_ros.ros.depth_node:main",
             "segmentation_node = dpt_ros.ros.segmentation_node:main",
+            "dpt-train = dpt_train.cli:train_main",
+            "dpt-eval = dpt_train.cli:eval_main",
         ],
     },
 )
