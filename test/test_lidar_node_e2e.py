@@ -125,7 +125,7 @@ def running_node(scene):
     patch.undo()
 
 
-def test_lidar_aligned_depth_is_metric_within_2_percent_and_relative_without_lidar(scene, running_node):
+def test_depth_is_relative_without_lidar_metric_within_2_percent_with_it_then_held_then_stale(scene, running_node):
     truth, cloud, _ = scene
     peer = running_node
     publish = {topic: peer.publisher(msg_type, f"{NAMESPACE}/{topic}") for topic, msg_type in
@@ -174,3 +174,23 @@ def test_lidar_aligned_depth_is_metric_within_2_percent_and_relative_without_lid
     sparse_msg = collect["lidar/depth_sparse"].find(same_stamp(at.stamp))
     sparse = np.frombuffer(bytes(sparse_msg.data), "<f4").reshape(HEIGHT, WIDTH)
     assert np.count_nonzero(np.isfinite(sparse)) == int(status["lidar_pixels"])
+
+    # a malformed cloud half a second later: counted, and the last fit is held (still metres)
+    later = header(stamp(200, 500_000_000))
+    broken = cloud_message(header(stamp(200, 500_000_000), "lidar"), cloud, beams=16)
+    broken.fields = [field for field in broken.fields if field.name != "z"]
+    later_frame = raw_image(later, rgb, "rgb8")
+    assert publish_until(
+        lambda: (publish["lidar/points"].publish(broken), publish["image"].publish(later_frame)),
+        lambda: answered(later, "depth") and answered(later, "alignment"),
+    )
+    status = diagnostic_values(collect["alignment"].find(same_stamp(later.stamp)))
+    assert status["filter_state"] == "held" and "invalid point cloud" in status["fit_reason"]
+
+    # five seconds without LiDAR: the fit is stale, back to relative inverse depth
+    stale = header(stamp(205))
+    stale_frame = raw_image(stale, rgb, "rgb8")
+    assert publish_until(lambda: publish["image"].publish(stale_frame),
+                         lambda: answered(stale, "depth/relative") and answered(stale, "alignment"))  # fmt: skip
+    status = diagnostic_values(collect["alignment"].find(same_stamp(stale.stamp)))
+    assert status["filter_state"] == "stale" and status["metric"] == "false"

@@ -243,15 +243,16 @@ class DepthNode(Node):
         self, header: Any, camera_info: CameraInfo | None, width: int, height: int
     ) -> LidarFrameInput:
         """The image stamp, lens and paired scan for the LiDAR-aligned depth stage."""
-        lens = None
-        if camera_info is not None:
-            lens = lens_from_camera_info(camera_info, self._config.intrinsics_source, width, height)
+        stamp = conversions.stamp_ns(header.stamp) * 1e-9
+        if camera_info is None:  # nothing to project with: do not even parse the cloud
+            return LidarFrameInput(stamp, None, None, "no usable camera_info: cannot project LiDAR points")
+        lens = lens_from_camera_info(camera_info, self._config.intrinsics_source, width, height)
         try:
             scan, missing_reason = self._lidar.scan_for(header)
         except ValueError as error:  # a malformed cloud: count it, align this frame without LiDAR
             self._report(InputError(input_errors.INVALID_POINT_CLOUD, str(error)))
             scan, missing_reason = None, f"invalid point cloud: {error}"
-        return LidarFrameInput(conversions.stamp_ns(header.stamp) * 1e-9, lens, scan, missing_reason or NO_SCAN)
+        return LidarFrameInput(stamp, lens, scan, missing_reason or NO_SCAN)
 
     def _publish_alignment(self, header: Any) -> None:
         """This frame's fit and filter state on 'alignment' (stamped like the image), the sparse depth if wanted."""
