@@ -37,7 +37,8 @@ from dpt_ros.core.synthetic_scene import (
     spinning_lidar_scan,
     street_scene,
 )
-from dpt_ros.ros.depth_node import DepthNode
+from dpt_ros.ros.depth_node import DepthNode, StartupError
+from dpt_ros.ros.lidar_input import lens_from_camera_info
 
 WIDTH, HEIGHT, FOCAL = 160, 120, 125.0
 K = np.array([[FOCAL, 0.0, (WIDTH - 1) / 2], [0.0, FOCAL, (HEIGHT - 1) / 2], [0.0, 0.0, 1.0]])
@@ -194,3 +195,26 @@ def test_depth_is_relative_without_lidar_metric_within_2_percent_with_it_then_he
                          lambda: answered(stale, "depth/relative") and answered(stale, "alignment"))  # fmt: skip
     status = diagnostic_values(collect["alignment"].find(same_stamp(stale.stamp)))
     assert status["filter_state"] == "stale" and status["metric"] == "false"
+
+
+def test_node_without_extrinsic_or_tf_refuses_to_start_and_says_why(monkeypatch):
+    monkeypatch.setattr(depth_setup, "InferenceEngine", SceneOracleEngine)
+    monkeypatch.setattr("dpt_ros.ros.lidar_input.tf_available", lambda: False)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        with pytest.raises(StartupError, match="set lidar_to_camera"):
+            DepthNode(context=context, parameter_overrides=[Parameter("lidar_alignment", value=True)])
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_lens_follows_the_intrinsics_source():
+    info = camera_info(header(stamp(1)), WIDTH, HEIGHT, focal=FOCAL)
+    info.d = [-0.1, 0.01, 0.0, 0.0, 0.0]
+    info.p = [150.0, 0.0, 80.0, 0.0, 0.0, 151.0, 60.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    raw = lens_from_camera_info(info, "K", WIDTH, HEIGHT)
+    np.testing.assert_array_equal(raw.K, K)
+    assert raw.D.tolist() == info.d.tolist() and raw.distortion_model == "plumb_bob"
+    rectified = lens_from_camera_info(info, "P", WIDTH, HEIGHT)
+    assert rectified.D is None and rectified.K[0, 0] == 150.0 and rectified.K[1, 2] == 60.0
