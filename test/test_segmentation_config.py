@@ -40,6 +40,8 @@ def test_ignore_classes_become_dropped_cloud_labels():
 def test_invalid_settings_are_refused_with_the_reason():
     with pytest.raises(ValueError, match="'skyy': did you mean 'sky'"):
         SegmentationNodeConfig(ignore_classes="skyy")
+    with pytest.raises(ValueError, match="lidar_alignment"):
+        SegmentationNodeConfig(lidar_alignment=True)
     with pytest.raises(ValueError, match="not a depth preset"):
         SegmentationNodeConfig(model="dpt_large_ade20k")
     with pytest.raises(ValueError, match="segmentation_model"):

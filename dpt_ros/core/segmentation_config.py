@@ -66,6 +66,8 @@ class SegmentationNodeConfig(DepthNodeConfig):
     def _check_model(self) -> None:
         if self.model:
             super()._check_model()
+        elif self.lidar_alignment:
+            raise ValueError("lidar_alignment aligns depth: set `model` to a depth preset to use it")
 
     def loaded_class_table(self) -> ClassTable:
         """The class table (ValueError naming the file when it is unreadable or malformed)."""

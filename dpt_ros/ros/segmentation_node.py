@@ -64,9 +64,9 @@ class SegmentationNode(DepthNode):
             return semantic
         return f"{super()._describe_outputs()}; {semantic} and the cloud's 'label' field (one preprocessing)"
 
-    def _create_output_topics(self, qos_out: QoSProfile) -> None:
+    def _create_output_topics(self, qos_in: QoSProfile, qos_out: QoSProfile) -> None:
         if self._runs_depth:
-            super()._create_output_topics(qos_out)
+            super()._create_output_topics(qos_in, qos_out)
         config = self._config
         self._labels_pub = self.create_publisher(Image, "semantic/labels", qos_out)
         self._semantic_colored_pub = (
