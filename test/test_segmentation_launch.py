@@ -76,3 +76,13 @@ def test_params_files_are_valid_node_configurations(name: str, has_depth: bool) 
 
 def test_console_script_is_registered() -> None:
     assert '"segmentation_node = dpt_ros.ros.segmentation_node:main"' in (REPO_ROOT / "setup.py").read_text()
+
+
+def test_docs_list_every_segmentation_parameter() -> None:
+    docs = (REPO_ROOT / "docs" / "segmentation.md").read_text()
+    added = DECLARED - {spec.name for spec in parameter_specs()} | {"model"}
+    assert added == {
+        "model", "segmentation_model", "segmentation_weights", "class_table", "publish_semantic_colored",
+        "publish_semantic_overlay", "overlay_alpha", "ignore_classes",
+    }
+    assert all(f"`{name}`" in docs for name in added)
