@@ -65,3 +65,9 @@ def test_values_from_ros_are_coerced_and_output_options_follow() -> None:
     options = config.output_options()
     assert (options.max_range, options.cloud_stride, options.colored_range) == (20.0, 2, (0.5, 4.0))
     assert DepthNodeConfig().output_options().colored_range is None
+
+
+def test_docs_list_every_parameter() -> None:
+    docs = (REPO_ROOT / "docs" / "depth_node.md").read_text()
+    missing = [spec.name for spec in parameter_specs() if f"| `{spec.name}` |" not in docs]
+    assert not missing, f"docs/depth_node.md lacks {missing}"
