@@ -14,6 +14,9 @@ _PUBLIC_API = {
     "get_preset": "dpt_ros.core.model.presets",
     "PRESETS": "dpt_ros.core.model.presets",
     "InferenceEngine": "dpt_ros.core.engine",
+    "DepthPipeline": "dpt_ros.core.pipeline",
+    "build_point_cloud": "dpt_ros.core.pointcloud",
+    "DepthNodeConfig": "dpt_ros.core.node_config",
 }
 
 __all__ = sorted(_PUBLIC_API)

@@ -89,10 +89,10 @@ class NodeProcess:
                 values[key] = int(rest.split()[0]) * 1024
         return values
 
-    def stop(self, timeout_s: float = 30.0) -> int:
-        """Ctrl-C the node (idempotent) and return its exit code."""
+    def stop(self, timeout_s: float = 30.0, signal_number: int = signal.SIGINT) -> int:
+        """Ctrl-C (or another signal to) the node, idempotent; returns its exit code."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(signal_number)
             try:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:

@@ -7,11 +7,13 @@ random weights (TEST_PARAMETERS), so values are arbitrary but layouts, sizes and
 
 import itertools
 import math
+import signal
 import time
 
 import cv2
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
@@ -26,6 +28,7 @@ from depth_node_harness import (
     header,
     pattern_image,
     raw_image,
+    publish_until,
     stamp,
 )
 
@@ -306,6 +309,23 @@ def test_runtime_parameter_changes_are_validated(peer, metric) -> None:
     assert result.successful
 
 
+def test_no_inference_while_nobody_subscribes(peer, tmp_path) -> None:
+    process = NodeProcess({**TEST_PARAMETERS, "model": "dpt_hybrid_kitti"}, tmp_path, "/idle")
+    try:
+        image_pub = peer.publisher(Image, "/idle/image")
+        diagnostics = peer.collect(DiagnosticArray, "/diagnostics")
+
+        def skipped() -> bool:
+            statuses = [s for m in list(diagnostics.messages) for s in m.status if s.name == "dpt_ros: /idle/depth_node"]
+            values = {kv.key: kv.value for kv in statuses[-1].values} if statuses else {}
+            return int(values.get("frames_skipped_no_subscribers", 0)) >= 3 and values["frames_processed"] == "0"
+
+        assert publish_until(lambda: image_pub.publish(raw_image(next_header(), pattern_image(64, 48), "rgb8")),
+                             skipped), process.output()
+    finally:
+        assert process.stop() == 0
+
+
 def test_missing_weights_stop_the_node_with_one_clear_line(tmp_path) -> None:
     process = NodeProcess({"model": "dpt_hybrid_kitti", "device": "cpu"}, tmp_path)
     assert process.process.wait(timeout=120) == 1
@@ -324,12 +344,15 @@ def test_invalid_parameter_file_stops_the_node_with_the_reason(tmp_path) -> None
     assert "colored_range" in output and "Traceback" not in output
 
 
-@pytest.mark.parametrize("node_fixture", ["metric", "relative", "compressed"])
-def test_ctrl_c_shuts_down_cleanly(request, node_fixture) -> None:
+@pytest.mark.parametrize(
+    "node_fixture, signal_number",
+    [("metric", signal.SIGINT), ("relative", signal.SIGTERM), ("compressed", signal.SIGINT)],  # launch sends both
+)
+def test_ctrl_c_shuts_down_cleanly(request, node_fixture, signal_number) -> None:
     node = request.getfixturevalue(node_fixture)
     assert node.process.process.poll() is None, node.process.output()
     started = time.monotonic()
-    assert node.process.stop() == 0, node.process.output()
+    assert node.process.stop(signal_number=signal_number) == 0, node.process.output()
     assert time.monotonic() - started < 15
     output = node.process.output()
     for noise in ("terminate called", "Traceback", "Segmentation fault", "Exception"):

@@ -144,8 +144,9 @@ class DepthPipeline:
             prediction = self.engine.infer(frame.rgb)
         with clock("depth_stage"):
             depth = self.depth_stage(prediction, frame)
-            channels = {name: values for provider in self.channel_providers for name, values in
-                        provider(frame, depth).items()}
+            channels: dict[str, np.ndarray] = {}
+            for provider in self.channel_providers:
+                channels.update(provider(frame, depth))
         with clock("resize"):
             depth, rgb, channels, camera = _rescale(depth, frame, channels, options.output_scale)
         outputs = FrameOutputs(depth=depth, camera=camera, timings_ms=timings)
