@@ -350,6 +350,7 @@ def test_invalid_parameter_file_stops_the_node_with_the_reason(tmp_path) -> None
 )
 def test_ctrl_c_shuts_down_cleanly(request, node_fixture, signal_number) -> None:
     node = request.getfixturevalue(node_fixture)
+    _wait_diagnostics(node, timeout_s=60)  # fully started (a signal during interpreter start-up is not ours)
     assert node.process.process.poll() is None, node.process.output()
     started = time.monotonic()
     assert node.process.stop(signal_number=signal_number) == 0, node.process.output()
