@@ -68,7 +68,7 @@ def main() -> int:
     parser.add_argument("--architecture-overrides", default="", help="JSON, a reduced architecture for quick runs")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
-    parser.add_argument("--repeats", type=int, default=30, help="repeats of the cheap stages")
+    parser.add_argument("--repeats", type=int, default=50, help="repeats of the cheap stages")
     parser.add_argument("--model-repeats", type=int, default=3, help="repeats of the network stages")
     args = parser.parse_args()
 
@@ -79,9 +79,12 @@ def main() -> int:
 
     preset = get_preset(args.model)
     if args.architecture_overrides:
-        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.architecture_overrides).items()}
+        overrides = json.loads(args.architecture_overrides)
+        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
         preset = preset.with_architecture(**overrides)
-    engine = InferenceEngine(preset, args.weights, args.device, args.precision, allow_random_weights=args.weights is None)
+    engine = InferenceEngine(
+        preset, args.weights, args.device, args.precision, allow_random_weights=args.weights is None
+    )
     stage = ModelOutputDepth(preset.output_kind)
     rgb = scene(WIDTH, HEIGHT)
     camera = PinholeIntrinsics(525.0, 525.0, 319.5, 239.5, WIDTH, HEIGHT)
@@ -139,7 +142,8 @@ def main() -> int:
     conversions_total = sum(times[name] for name in conversion_stages)
     print(f"dpt_ros depth pipeline, one {WIDTH}x{HEIGHT} frame, {preset.name} "
           f"({'reduced ' if args.architecture_overrides else ''}architecture, network input "
-          f"{tuple(batch.shape[-1:-3:-1])}), {engine.device}, {engine.precision}, torch threads {torch.get_num_threads()}")
+          f"{tuple(batch.shape[-1:-3:-1])}), {engine.device}, {engine.precision}, "
+          f"torch threads {torch.get_num_threads()}")
     for name, value in times.items():
         print(f"  {name:<48s} {value:9.2f} ms")
     verdict = "OK" if conversions_total < CONVERSION_BUDGET_MS else "OVER BUDGET"

@@ -116,6 +116,11 @@ class Collector:
             self.arrivals.append(time.time())
             self._condition.notify_all()
 
+    def snapshot(self) -> tuple[list[Any], list[float]]:
+        """Copies of the messages and their arrival times (wall clock, seconds) so far."""
+        with self._condition:
+            return list(self.messages), list(self.arrivals)
+
     def find(self, predicate: Callable[[Any], bool]) -> Any | None:
         with self._condition:
             return next((m for m in self.messages if predicate(m)), None)
@@ -247,7 +252,9 @@ class DepthNodeUnderTest:
         image_topic = f"{namespace}/image/compressed" if compressed else f"{namespace}/image"
         self.image_pub = peer.publisher(CompressedImage if compressed else Image, image_topic)
         self.info_pub = peer.publisher(CameraInfo, f"{namespace}/camera_info")
-        self.outputs = {topic: peer.collect(msg_type, f"{namespace}/{topic}") for topic, msg_type in OUTPUT_TOPICS.items()}
+        self.outputs = {
+            topic: peer.collect(msg_type, f"{namespace}/{topic}") for topic, msg_type in OUTPUT_TOPICS.items()
+        }
         self.diagnostics = peer.collect(DiagnosticArray, "/diagnostics")
         self.status_name = f"dpt_ros: {namespace}/depth_node"
 
@@ -268,8 +275,8 @@ class DepthNodeUnderTest:
         return {t: self.outputs[t].find(same_stamp(image.header.stamp)) for t in topics}
 
     def latest_diagnostics(self) -> dict[str, str]:
-        with self.diagnostics._condition:
-            mine = [m for m in self.diagnostics.messages if any(s.name == self.status_name for s in m.status)]
+        messages, _ = self.diagnostics.snapshot()
+        mine = [m for m in messages if any(s.name == self.status_name for s in m.status)]
         return diagnostic_values(mine[-1]) if mine else {}
 
     def counter(self, name: str) -> int:

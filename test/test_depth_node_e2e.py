@@ -47,7 +47,8 @@ def peer():
 
 
 def _node(peer, tmp_path_factory, namespace: str, **parameters) -> DepthNodeUnderTest:
-    return DepthNodeUnderTest(peer, tmp_path_factory.mktemp(namespace), f"/{namespace}", {**TEST_PARAMETERS, **parameters})
+    workdir = tmp_path_factory.mktemp(namespace)
+    return DepthNodeUnderTest(peer, workdir, f"/{namespace}", {**TEST_PARAMETERS, **parameters})
 
 
 @pytest.fixture(scope="module")
@@ -316,7 +317,8 @@ def test_no_inference_while_nobody_subscribes(peer, tmp_path) -> None:
         diagnostics = peer.collect(DiagnosticArray, "/diagnostics")
 
         def skipped() -> bool:
-            statuses = [s for m in list(diagnostics.messages) for s in m.status if s.name == "dpt_ros: /idle/depth_node"]
+            messages, _ = diagnostics.snapshot()
+            statuses = [s for m in messages for s in m.status if s.name == "dpt_ros: /idle/depth_node"]
             values = {kv.key: kv.value for kv in statuses[-1].values} if statuses else {}
             return int(values.get("frames_skipped_no_subscribers", 0)) >= 3 and values["frames_processed"] == "0"
 

@@ -104,9 +104,8 @@ def test_latency_bounded_and_memory_flat_under_a_30hz_camera(tmp_path) -> None:
         peer.close()
     assert return_code == 0, node.output()
 
-    with depth._condition:
-        messages = depth.messages[first_counted:]
-        arrivals = np.asarray(depth.arrivals[first_counted:])
+    messages, arrivals = depth.snapshot()
+    messages, arrivals = messages[first_counted:], np.asarray(arrivals[first_counted:])
     stamps = np.asarray([_stamp_seconds(m) for m in messages])
     ages = arrivals - stamps
     periods = np.diff(arrivals)  # inference is serial: the time between outputs is one inference period

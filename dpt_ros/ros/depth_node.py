@@ -76,7 +76,8 @@ class DepthNode(Node):
         if self._config.device == "auto" and self._engine.device.type == "cpu":
             self.get_logger().warning("device 'auto' found no CUDA GPU: running on the CPU, expect slow inference")
         if self._engine.random_weights:
-            self.get_logger().warning("!" * 20 + " RANDOM WEIGHTS: outputs are noise, for demos and tests only " + "!" * 20)
+            banner = "!" * 20
+            self.get_logger().warning(f"{banner} RANDOM WEIGHTS: outputs are noise, for demos and tests only {banner}")
         watch_config(self, lambda: self._config, self._apply_config)
 
         self._stats = FrameStats(COUNTERS, latency_names=(INFERENCE, FRAME_AGE))
@@ -191,7 +192,8 @@ class DepthNode(Node):
             want_colored=self._wanted(self._colored_pub),
         )
         self._publish(msg.header, outputs, camera_info)
-        self._stats.record_latency(INFERENCE, (outputs.timings_ms["inference"] + outputs.timings_ms["depth_stage"]) / 1e3)
+        inference_ms = outputs.timings_ms["inference"] + outputs.timings_ms["depth_stage"]
+        self._stats.record_latency(INFERENCE, inference_ms / 1000.0)
         self._stats.record_latency(FRAME_AGE, time.monotonic() - pending.arrival_s)
         self._stats.count(PROCESSED)
 
