@@ -36,7 +36,6 @@ from dpt_ros.core.image_codec import depth_to_16uc1_mm, depth_to_32fc1  # noqa: 
 from dpt_ros.core.model.presets import get_preset  # noqa: E402
 from dpt_ros.core.pipeline import Frame, ModelOutputDepth  # noqa: E402
 from dpt_ros.core.pointcloud import build_point_cloud  # noqa: E402
-from dpt_ros.core.preprocess import preprocess  # noqa: E402
 
 WIDTH, HEIGHT = 640, 480
 CONVERSION_BUDGET_MS = 5.0
@@ -96,32 +95,31 @@ def main() -> int:
     info_msg = CameraInfo(width=WIDTH, height=HEIGHT, k=[525.0, 0, 319.5, 0, 525, 239.5, 0, 0, 1],
                           p=[525.0, 0, 319.5, 0, 0, 525, 239.5, 0, 0, 0, 1, 0])
 
-    batch = preprocess(rgb, preset, engine.input_size).to(engine.device)
+    batch = engine.prepare_batch([rgb])
     depth = stage(engine.infer(rgb), Frame(rgb, camera))
     cloud = build_point_cloud(depth.values, camera, rgb=rgb)
 
-    def network() -> torch.Tensor:
-        with torch.inference_mode():
-            output = engine.model(batch)
-        if engine.device.type == "cuda":
-            torch.cuda.synchronize()
-        return output
+    def synchronised(function: Callable[[], object]) -> Callable[[], object]:
+        def run() -> object:
+            result = function()
+            if engine.device.type == "cuda":
+                torch.cuda.synchronize()
+            return result
+        return run
 
-    network_output = network()
+    network_output = engine.forward(batch)
 
     def postprocess() -> None:
-        """What InferenceEngine.infer does after the network (bicubic back to the image size), + depth stage."""
+        """The engine's resize back to the image size and copy to the host, then the depth stage."""
         with torch.inference_mode():
-            resized = torch.nn.functional.interpolate(
-                network_output.float()[:, None], size=(HEIGHT, WIDTH), mode="bicubic", align_corners=False
-            )[0, 0].cpu().numpy()
+            resized = engine.resize_to_image(network_output, HEIGHT, WIDTH)[0].cpu().numpy()
         stage(resized, Frame(rgb, camera))
 
     times = {
         "decode bgr8 Image": median_ms(lambda: conversions.rgb_from_image(raw_msg), args.repeats),
         "decode jpeg CompressedImage": median_ms(lambda: conversions.rgb_from_compressed(jpeg_msg), args.repeats),
-        "preprocess": median_ms(lambda: preprocess(rgb, preset, engine.input_size), args.model_repeats),
-        "network": median_ms(network, args.model_repeats),
+        "preprocess": median_ms(synchronised(lambda: engine.prepare_batch([rgb])), args.model_repeats),
+        "network": median_ms(synchronised(lambda: engine.forward(batch)), args.model_repeats),
         "postprocess (resize back + depth stage)": median_ms(postprocess, args.repeats),
         "cloud build (xyz+rgb)": median_ms(lambda: build_point_cloud(depth.values, camera, rgb=rgb), args.repeats),
         "depth -> 32FC1 Image msg": median_ms(
