@@ -16,10 +16,12 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from depth_node_harness import (
     TEST_PARAMETERS,
+    Collector,
     DepthNodeUnderTest,
     NodeProcess,
     RosPeer,
@@ -27,8 +29,9 @@ from depth_node_harness import (
     compressed_image,
     header,
     pattern_image,
-    raw_image,
     publish_until,
+    raw_image,
+    same_stamp,
     stamp,
 )
 
@@ -129,6 +132,14 @@ def test_metric_node_answers_on_every_topic(metric, encoding, width, height) -> 
         expected_rgb[..., 2]
     np.testing.assert_array_equal(fields["rgb"].view(np.uint32), packed)  # colours survived every encoding
     assert metric.outputs["depth/relative"].find(lambda m: m.header.stamp == at.stamp) is None
+
+
+def test_best_effort_subscribers_receive_the_reliable_outputs(peer, metric) -> None:
+    best_effort = Collector()
+    peer.node.create_subscription(Image, "/metric/depth", best_effort, qos_profile_sensor_data)
+    at = next_header()
+    image, info = raw_image(at, pattern_image(160, 120), "rgb8"), camera_info(at, 160, 120)
+    assert publish_until(lambda: metric.send(image, info), lambda: best_effort.find(same_stamp(at.stamp)) is not None)
 
 
 def test_relative_model_never_publishes_metres_and_scales_camera_info(relative) -> None:
@@ -328,14 +339,18 @@ def test_no_inference_while_nobody_subscribes(peer, tmp_path) -> None:
         assert process.stop() == 0
 
 
-def test_missing_weights_stop_the_node_with_one_clear_line(tmp_path) -> None:
-    process = NodeProcess({"model": "dpt_hybrid_kitti", "device": "cpu"}, tmp_path)
+@pytest.mark.parametrize("weights", ["", "corrupt.pt"])
+def test_missing_or_bad_weights_stop_the_node_with_one_clear_line(tmp_path, weights) -> None:
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint\n" * 10)
+    process = NodeProcess({"model": "dpt_hybrid_kitti", "device": "cpu", "weights": weights}, tmp_path)
     assert process.process.wait(timeout=120) == 1
     output = process.output()
     fatal = [line for line in output.splitlines() if "FATAL" in line]
-    assert len(fatal) == 1, output
+    assert len(fatal) == 1 and output.strip().endswith(fatal[0].strip()), output  # one line, nothing after
     # which file, where to get it, its SHA-256
-    assert "models/dpt_hybrid_kitti-cb926ef4.pt" in fatal[0] and "https://" in fatal[0] and "SHA-256" in fatal[0]
+    assert (weights or "models/dpt_hybrid_kitti-cb926ef4.pt") in fatal[0], output
+    assert "https://github.com/isl-org/DPT/releases/download/1_0/dpt_hybrid_kitti-cb926ef4.pt" in fatal[0]
+    assert "SHA-256" in fatal[0]
     assert "Traceback" not in output
 
 

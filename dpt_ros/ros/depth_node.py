@@ -29,6 +29,7 @@ from dpt_ros.core.image_codec import depth_to_16uc1_mm, depth_to_32fc1
 from dpt_ros.core.input_errors import InputError
 from dpt_ros.core.latest_slot import LatestSlot
 from dpt_ros.core.model.checkpoint import WeightsError
+from dpt_ros.core.model.presets import Preset, get_preset
 from dpt_ros.core.node_config import DepthNodeConfig
 from dpt_ros.core.pipeline import DEPTH_UNITS, METRIC_DEPTH, RELATIVE_INVERSE_DEPTH, Frame, FrameOutputs
 from dpt_ros.ros import conversions
@@ -71,8 +72,10 @@ class DepthNode(Node):
             raise StartupError(f"invalid parameter: {error}") from None
         try:
             self._pipeline, self._engine = build_depth_pipeline(self._config)
-        except (WeightsError, ValueError) as error:  # missing weights, no such CUDA device: said for users
-            raise StartupError(str(error)) from None
+        except WeightsError as error:  # missing, unreadable or wrong file: which one, and where to get it
+            raise StartupError(weights_help(str(error), get_preset(self._config.model))) from None
+        except ValueError as error:  # e.g. no such CUDA device
+            raise StartupError(" ".join(str(error).split())) from None
         if self._config.device == "auto" and self._engine.device.type == "cpu":
             self.get_logger().warning("device 'auto' found no CUDA GPU: running on the CPU, expect slow inference")
         if self._engine.random_weights:
@@ -254,6 +257,17 @@ class DepthNode(Node):
         """Stop the inference thread (finishing the frame in flight) before the node is destroyed."""
         self._slot.close()
         self._worker.join()
+
+
+def weights_help(error: str, preset: Preset) -> str:
+    """The weights error on one line, with where to get the right file when it does not say so already."""
+    message = " ".join(error.split())
+    if preset.url not in message:
+        message += (
+            f" Expected {preset.weights_file} from {preset.url} (SHA-256 starts with {preset.sha256_prefix}); "
+            "see models/README.md"
+        )
+    return message
 
 
 def main(args: list[str] | None = None) -> int:
