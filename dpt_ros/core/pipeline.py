@@ -36,10 +36,12 @@ class Frame:
     """One input frame. New per-frame inputs (e.g. LiDAR points) are added as fields with defaults.
 
     rgb: (H, W, 3) uint8. camera: intrinsics at H x W, or None when no valid camera_info is known.
+    stamp_s: the image's header stamp in seconds (for pairing with other sensors), None if unknown.
     """
 
     rgb: np.ndarray
     camera: PinholeIntrinsics | None = None
+    stamp_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -189,7 +189,7 @@ class DepthNode(Node):
                 self._report(error)
                 camera_info, intrinsics = None, None
         outputs = self._pipeline.process(
-            Frame(rgb, intrinsics),
+            Frame(rgb, intrinsics, conversions.stamp_ns(msg.header.stamp) / 1e9),
             self._config.output_options(),
             want_cloud=self._wanted(self._cloud_pub),
             want_colored=self._wanted(self._colored_pub),
