@@ -108,7 +108,8 @@ class DepthNode(Node):
             self._image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos_in)
         else:
             self._image_sub = self.create_subscription(Image, "image", self._on_image, qos_in)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_in)
+        camera_info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_in)
+        self._camera_info_topic = camera_info_sub.topic_name
         self._depth_pubs = {
             METRIC_DEPTH: self.create_publisher(Image, "depth", qos_out),
             RELATIVE_INVERSE_DEPTH: self.create_publisher(Image, "depth/relative", qos_out),
@@ -182,6 +183,10 @@ class DepthNode(Node):
             rgb = conversions.rgb_from_image(msg)
         height, width = rgb.shape[:2]
         camera_info, intrinsics = self._camera if self._camera is not None else (None, None)
+        if intrinsics is None and self._log_limiter.allow("no_camera_info", time.monotonic()) is not None:
+            self.get_logger().info(
+                f"no valid camera_info on '{self._camera_info_topic}' yet: 'points' and 'depth/camera_info' wait for it"
+            )
         if intrinsics is not None:
             try:
                 require_resolution(intrinsics, width, height)
