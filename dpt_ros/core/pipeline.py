@@ -146,7 +146,8 @@ class DepthPipeline:
             prediction = self.engine.infer(frame.rgb)
         with clock("depth_stage"):
             depth = self.depth_stage(prediction, frame)
-            channels: dict[str, np.ndarray] = {}
+        channels: dict[str, np.ndarray] = {}
+        with clock("channels"):
             for provider in self.channel_providers:
                 channels.update(provider(frame, depth))
         with clock("resize"):

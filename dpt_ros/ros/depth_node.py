@@ -41,7 +41,7 @@ SKIPPED = "frames_skipped_no_subscribers"
 PROCESSED = "frames_processed"
 PROCESSING_ERROR = "processing_errors"
 COUNTERS = ("frames_received", PROCESSED, DROPPED, SKIPPED, PROCESSING_ERROR) + input_errors.INPUT_ERROR_KINDS
-INFERENCE = "inference_latency"  # the network and depth stage alone
+INFERENCE = "inference_latency"  # the network(s), depth stage and cloud channel providers
 FRAME_AGE = "output_age"  # image arrival -> outputs published: waiting + decoding + inference + publishing
 
 QOS = {
@@ -200,7 +200,7 @@ class DepthNode(Node):
             want_colored=self._wanted(self._colored_pub),
         )
         self._publish(msg.header, outputs, camera_info)
-        inference_ms = outputs.timings_ms["inference"] + outputs.timings_ms["depth_stage"]
+        inference_ms = sum(outputs.timings_ms[stage] for stage in ("inference", "depth_stage", "channels"))
         self._stats.record_latency(INFERENCE, inference_ms / 1000.0)
         self._stats.record_latency(FRAME_AGE, time.monotonic() - pending.arrival_s)
         self._stats.count(PROCESSED)
