@@ -22,6 +22,12 @@ def test_every_field_is_a_described_parameter() -> None:
         assert (spec.low is None) == (spec.high is None), spec.name
 
 
+def test_demo_yaml_is_a_valid_overlay() -> None:
+    demo = yaml.safe_load((REPO_ROOT / "config" / "depth_demo.yaml").read_text())["/**"]["ros__parameters"]
+    config = DepthNodeConfig.from_mapping({**yaml_parameters(), **demo})
+    assert config.allow_random_weights and config.parsed_architecture_overrides()["embed_dim"] == 64
+
+
 def test_shipped_yaml_names_every_parameter_and_equals_the_defaults() -> None:
     values = yaml_parameters()
     assert set(values) == {s.name for s in parameter_specs()}
