@@ -74,6 +74,11 @@ def test_values_from_ros_are_coerced_and_output_options_follow() -> None:
 
 
 def test_docs_list_every_parameter() -> None:
-    docs = (REPO_ROOT / "docs" / "depth_node.md").read_text()
-    missing = [spec.name for spec in parameter_specs() if f"| `{spec.name}` |" not in docs]
-    assert not missing, f"docs/depth_node.md lacks {missing}"
+    """Each parameter is documented: the node's own in docs/depth_node.md, LiDAR ones in docs/lidar_alignment.md."""
+    node_docs = (REPO_ROOT / "docs" / "depth_node.md").read_text()
+    lidar_docs = (REPO_ROOT / "docs" / "lidar_alignment.md").read_text()
+    missing = [
+        spec.name for spec in parameter_specs()
+        if f"| `{spec.name}` |" not in node_docs and f"`{spec.name}`" not in lidar_docs
+    ]
+    assert not missing, f"undocumented parameters: {missing}"

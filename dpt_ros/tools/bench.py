@@ -86,7 +86,8 @@ def pipeline_step(
     timer.lap("post")
     xyz = backproject(depth, K)
     timer.lap("cloud")
-    depth_host, xyz_host = depth.cpu().numpy(), xyz.cpu().numpy()
+    # Views of the engine's pinned buffers: a node serialises them into messages straight away.
+    depth_host, xyz_host = engine.to_host("depth", depth, copy=False), engine.to_host("points", xyz, copy=False)
     timer.lap("copy")
     return depth_host, xyz_host
 
@@ -151,10 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", type=int, default=0, help="also time N cameras batched vs N sequential calls")
     parser.add_argument("--compare-hf", action="store_true", help="time transformers' DPT at the network input size")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--architecture-overrides", type=json.loads, default={},
+                        help='JSON of architecture fields for smoke runs, e.g. {"embed_dim": 64, "depth": 4}')
     args = parser.parse_args(argv)
 
     height, width = (int(v) for v in args.size.split("x"))
     preset = get_preset(args.preset)
+    if args.architecture_overrides:
+        preset = preset.with_architecture(**args.architecture_overrides)
     weights = args.weights or Path("models") / preset.weights_file
     engine = InferenceEngine(preset, weights, args.device, args.precision, allow_random_weights=True,
                              compile_model=args.compile, cuda_graphs=args.cuda_graphs)
