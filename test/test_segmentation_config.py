@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from dpt_ros.core.depth_setup import build_depth_pipeline
 from dpt_ros.core.node_config import DepthNodeConfig, parameter_specs
 from dpt_ros.core.segmentation_config import SegmentationNodeConfig
 from dpt_ros.core.segmentation_setup import build_segmentation
@@ -62,7 +63,7 @@ def test_segmentation_alone_builds_one_network():
 
 def test_perception_shares_one_input_size_between_depth_and_segmentation():
     config = SegmentationNodeConfig.from_mapping({**SMALL_NETWORK, "model": "dpt_hybrid_nyu"})
-    setup = build_segmentation(config)
+    setup = build_segmentation(config, build_depth_pipeline(config))
     assert setup.depth_engine.preset.name == "dpt_hybrid_nyu"
     # the segmentation network follows the depth preset's 640 x 480 target, not its own 480 x 480
     assert setup.engine.network_size(480, 640) == setup.depth_engine.network_size(480, 640) == (480, 640)

@@ -192,7 +192,9 @@ class DepthNodeConfig:
             raise ValueError(f"input_size {list(self.input_size)} must be [0, 0] or positive multiples of 32")
         low, high = self.colored_range
         if (low, high) != (0.0, 0.0) and not (math.isfinite(low) and math.isfinite(high) and low < high):
-            raise ValueError(f"colored_range {list(self.colored_range)} must be [0, 0] or finite [low, high], low < high")
+            raise ValueError(
+                f"colored_range {list(self.colored_range)} must be [0, 0] or finite [low, high], low < high"
+            )
         if self.lidar_min_range > self.lidar_max_range:
             raise ValueError(f"lidar_min_range {self.lidar_min_range} exceeds lidar_max_range {self.lidar_max_range}")
         self.lidar_extrinsic()  # raises for a malformed lidar_to_camera

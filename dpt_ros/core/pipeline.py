@@ -156,8 +156,10 @@ class DepthPipeline:
             prediction = self.engine.infer(frame.rgb)
         with clock("depth_stage"):
             depth = self.depth_stage(prediction, frame)
-            channels = {name: values for provider in self.channel_providers for name, values in
-                        provider(frame, depth).items()}
+        channels: dict[str, np.ndarray] = {}
+        with clock("channels"):
+            for provider in self.channel_providers:
+                channels.update(provider(frame, depth))
             if frame.labels is not None:
                 channels[LABEL_FIELD] = frame.labels
         with clock("resize"):

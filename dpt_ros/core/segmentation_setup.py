@@ -2,12 +2,13 @@
 depth pipeline, both fed by one preprocessing per frame.
 
 Runs once at start-up. Missing weights raise WeightsError, an unusable device / class table / size
-ValueError; their messages tell the user what to do.
+ValueError; their messages tell the user what to do. The node builds the depth half first (with the
+depth node's own start-up help) and hands it over.
 """
 
 from dataclasses import dataclass
 
-from dpt_ros.core.depth_setup import DEFAULT_WEIGHTS_DIR, build_depth_pipeline
+from dpt_ros.core.depth_setup import DEFAULT_WEIGHTS_DIR
 from dpt_ros.core.engine import InferenceEngine
 from dpt_ros.core.model.presets import get_preset
 from dpt_ros.core.pipeline import DepthPipeline
@@ -28,14 +29,17 @@ class SegmentationSetup:
     shared_input: SharedNetworkInput | None = None
 
 
-def build_segmentation(config: SegmentationNodeConfig) -> SegmentationSetup:
-    """Load the segmentation network (and the depth network when `model` is set) once.
+def build_segmentation(
+    config: SegmentationNodeConfig, depth: tuple[DepthPipeline, InferenceEngine] | None = None
+) -> SegmentationSetup:
+    """Load the segmentation network once; `depth` is the depth pipeline and engine when `model` is set
+    (from depth_setup.build_depth_pipeline), rewired here to share the segmentation's input.
 
     With depth, the segmentation network runs at the depth network's input size unless `input_size`
     is set, so that one preprocessed input feeds both (DPT runs at any multiple of 32).
     """
     table = config.loaded_class_table()
-    depth_pipeline, depth_engine = build_depth_pipeline(config) if config.model else (None, None)
+    depth_pipeline, depth_engine = depth if depth is not None else (None, None)
     preset = get_preset(config.segmentation_model)
     overrides = config.parsed_architecture_overrides()
     if overrides:

@@ -31,6 +31,7 @@ from dpt_ros.core.input_errors import InputError
 from dpt_ros.core.latest_slot import LatestSlot
 from dpt_ros.core.lidar_depth import NO_SCAN, LidarFrameInput
 from dpt_ros.core.model.checkpoint import WeightsError
+from dpt_ros.core.model.presets import Preset, get_preset
 from dpt_ros.core.node_config import DepthNodeConfig
 from dpt_ros.core.pipeline import DEPTH_UNITS, METRIC_DEPTH, RELATIVE_INVERSE_DEPTH, Frame, FrameOutputs
 from dpt_ros.ros import conversions
@@ -43,7 +44,7 @@ SKIPPED = "frames_skipped_no_subscribers"
 PROCESSED = "frames_processed"
 PROCESSING_ERROR = "processing_errors"
 COUNTERS = ("frames_received", PROCESSED, DROPPED, SKIPPED, PROCESSING_ERROR) + input_errors.INPUT_ERROR_KINDS
-INFERENCE = "inference_latency"  # the network and depth stage alone
+INFERENCE = "inference_latency"  # the network(s), depth stage and cloud channel providers
 FRAME_AGE = "output_age"  # image arrival -> outputs published: waiting + decoding + inference + publishing
 
 QOS = {
@@ -82,12 +83,13 @@ class DepthNode(Node):
             raise StartupError(f"invalid parameter: {error}") from None
         try:
             self._build_networks()
-        except (WeightsError, ValueError) as error:  # missing weights, no such CUDA device: said for users
-            raise StartupError(str(error)) from None
+        except ValueError as error:  # e.g. no such CUDA device
+            raise StartupError(" ".join(str(error).split())) from None
         if self._config.device == "auto" and self._engines()[0].device.type == "cpu":
             self.get_logger().warning("device 'auto' found no CUDA GPU: running on the CPU, expect slow inference")
         if any(engine.random_weights for engine in self._engines()):
-            self.get_logger().warning("!" * 20 + " RANDOM WEIGHTS: outputs are noise, for demos and tests only " + "!" * 20)
+            banner = "!" * 20
+            self.get_logger().warning(f"{banner} RANDOM WEIGHTS: outputs are noise, for demos and tests only {banner}")
         watch_config(self, lambda: self._config, self._apply_config)
 
         self._stats = FrameStats(COUNTERS, latency_names=(INFERENCE, FRAME_AGE))
@@ -105,8 +107,11 @@ class DepthNode(Node):
     # --- set-up ---------------------------------------------------------------------------------
 
     def _build_networks(self) -> None:
-        """Load the networks (once, at start-up)."""
-        self._pipeline, self._engine = build_depth_pipeline(self._config)
+        """Load the networks (once, at start-up); a weights problem becomes a StartupError saying what to do."""
+        try:
+            self._pipeline, self._engine = build_depth_pipeline(self._config)
+        except WeightsError as error:  # missing, unreadable or wrong file: which one, and where to get it
+            raise StartupError(weights_help(str(error), get_preset(self._config.model))) from None
 
     def _engines(self) -> list[Any]:
         """The inference engines this node runs (all on one device)."""
@@ -126,7 +131,8 @@ class DepthNode(Node):
             self._image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos_in)
         else:
             self._image_sub = self.create_subscription(Image, "image", self._on_image, qos_in)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_in)
+        camera_info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_in)
+        self._camera_info_topic = camera_info_sub.topic_name
         self._create_output_topics(qos_in, qos_out)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(config.diagnostics_period, self._publish_diagnostics)
@@ -235,7 +241,7 @@ class DepthNode(Node):
         height, width = rgb.shape[:2]
         lidar = self._lidar_frame_input(header, camera_info, width, height) if self._lidar is not None else None
         outputs = self._pipeline.process(
-            Frame(rgb, intrinsics, lidar, labels),
+            Frame(rgb, intrinsics, lidar=lidar, labels=labels),
             self._config.output_options(),
             want_cloud=self._wanted(self._cloud_pub),
             want_colored=self._wanted(self._colored_pub),
@@ -243,10 +249,10 @@ class DepthNode(Node):
         self._publish(header, outputs, camera_info)
         if self._lidar is not None:
             self._publish_alignment(header)
-        return outputs.timings_ms["inference"] + outputs.timings_ms["depth_stage"]
+        return sum(outputs.timings_ms[stage] for stage in ("inference", "depth_stage", "channels"))
 
     def _record_frame(self, pending: PendingImage, inference_ms: float) -> None:
-        self._stats.record_latency(INFERENCE, inference_ms / 1e3)
+        self._stats.record_latency(INFERENCE, inference_ms / 1000.0)
         self._stats.record_latency(FRAME_AGE, time.monotonic() - pending.arrival_s)
         self._stats.count(PROCESSED)
 
@@ -260,6 +266,10 @@ class DepthNode(Node):
     def _camera_for(self, rgb: np.ndarray) -> tuple[CameraInfo | None, PinholeIntrinsics | None]:
         """The latest camera_info and its intrinsics if they fit the image's size, else (None, None)."""
         camera_info, intrinsics = self._camera if self._camera is not None else (None, None)
+        if intrinsics is None and self._log_limiter.allow("no_camera_info", time.monotonic()) is not None:
+            self.get_logger().info(
+                f"no valid camera_info on '{self._camera_info_topic}' yet: 'points' and 'depth/camera_info' wait for it"
+            )
         if intrinsics is not None:
             try:
                 require_resolution(intrinsics, rgb.shape[1], rgb.shape[0])
@@ -359,6 +369,17 @@ class DepthNode(Node):
         """Stop the inference thread (finishing the frame in flight) before the node is destroyed."""
         self._slot.close()
         self._worker.join()
+
+
+def weights_help(error: str, preset: Preset) -> str:
+    """The weights error on one line, with where to get the right file when it does not say so already."""
+    message = " ".join(error.split())
+    if preset.url not in message:
+        message += (
+            f" Expected {preset.weights_file} from {preset.url} (SHA-256 starts with {preset.sha256_prefix}); "
+            "see models/README.md"
+        )
+    return message
 
 
 def main(args: list[str] | None = None, node_type: type[DepthNode] = DepthNode) -> int:

@@ -21,11 +21,13 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from dpt_ros.core.model.checkpoint import WeightsError
+from dpt_ros.core.model.presets import get_preset
 from dpt_ros.core.segmentation_config import SegmentationNodeConfig
 from dpt_ros.core.segmentation_pipeline import SemanticOutputs
 from dpt_ros.core.segmentation_setup import build_segmentation
 from dpt_ros.ros import conversions
-from dpt_ros.ros.depth_node import DepthNode, PendingImage, main as run_node
+from dpt_ros.ros.depth_node import DepthNode, PendingImage, StartupError, main as run_node, weights_help
 
 NODE_NAME = "segmentation_node"
 
@@ -43,9 +45,16 @@ class SegmentationNode(DepthNode):
     # --- set-up (hooks of DepthNode) ---------------------------------------------------------
 
     def _build_networks(self) -> None:
-        self._setup = build_segmentation(self._config)
+        config, depth = self._config, None
+        if config.model:
+            super()._build_networks()  # the depth network, with the depth node's start-up help
+            depth = (self._pipeline, self._engine)
+        try:
+            self._setup = build_segmentation(config, depth)
+        except WeightsError as error:
+            raise StartupError(weights_help(str(error), get_preset(config.segmentation_model))) from None
         if self._runs_depth:
-            self._pipeline, self._engine = self._setup.depth_pipeline, self._setup.depth_engine
+            self._pipeline = self._setup.depth_pipeline  # now fed by the shared preprocessing
 
     @property
     def _runs_depth(self) -> bool:
