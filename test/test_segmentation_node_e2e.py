@@ -193,3 +193,11 @@ def test_segmentation_alone_needs_no_depth_model_and_no_camera_info(peer, tmp_pa
         assert "model_preset" not in values  # no depth network
     finally:
         assert alone.process.stop() == 0, alone.process.output()
+
+
+def test_missing_segmentation_weights_stop_the_node_with_where_to_get_them(tmp_path):
+    parameters = {"device": "cpu", "segmentation_model": "dpt_hybrid_ade20k", "segmentation_weights": "/no/such.pt"}
+    node = NodeProcess(parameters, tmp_path, "/missing", module="dpt_ros.ros.segmentation_node")
+    assert node.process.wait(timeout=DISCOVERY_TIMEOUT_S) == 1, node.output()
+    fatal = [line for line in node.output().splitlines() if "FATAL" in line]
+    assert len(fatal) == 1 and "dpt_hybrid-ade20k-53898607.pt" in fatal[0] and "/no/such.pt" in fatal[0], node.output()
