@@ -154,7 +154,7 @@ def test_an_id_between_two_regions_never_appears():
     assert (labels[:, :5] == 0).all() and (labels[:, 6:] == 2).all()
 
 
-def test_class_probabilities_follow_the_official_softmax_then_bicubic():
+def test_class_probabilities_are_softmax_then_bicubic():
     logits = two_class_logits(np.full((3, 5), 0.8))
     probabilities = class_probabilities(logits, (6, 10))
     assert probabilities.shape == (2, 6, 10) and probabilities.dtype == np.float32
@@ -387,7 +387,8 @@ def test_ids_from_many_classes_match_the_official_formula_computed_at_once():
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 150, 9, 13, generator=generator) * 3  # many more classes than one chunk
     assert logits.shape[1] > 2 * CLASS_CHUNK
-    official = F.interpolate(torch.softmax(logits, 1), size=(20, 31), mode="bicubic", align_corners=False).argmax(1)
+    # official DPT (run_segmentation.py): bicubic on the logits, then argmax
+    official = F.interpolate(logits, size=(20, 31), mode="bicubic", align_corners=False).argmax(1)
     assert torch.equal(labels_from_network_output(logits, (20, 31)), official.to(torch.uint8))
     # a tie between classes in different chunks goes to the lower id
     tied = torch.zeros(1, 2 * CLASS_CHUNK, 3, 3)

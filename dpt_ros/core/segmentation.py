@@ -7,8 +7,9 @@ Id convention (the same in `semantic/labels`, the point cloud's `label` field an
 ``argmax + 1`` because its palette reserves index 0 for ADE20K's "other"; we do not shift, so an id is
 directly a network channel and a row of the class table (ADE20K annotation value = id + 1).
 
-Class ids are never interpolated: scores are resampled (official DPT: softmax, then bicubic, then
-argmax) and ids, where they must be resized, are resized by pixel-centre nearest neighbour.
+Class ids are never interpolated: scores are resampled (official DPT: the logits bicubic to the image
+size, then argmax) and ids, where they must be resized, are resized by pixel-centre nearest neighbour.
+Test-time augmentation averages softmax probabilities over its runs instead.
 """
 
 from __future__ import annotations
@@ -208,49 +209,48 @@ def _check_scores(scores: np.ndarray) -> None:
 
 
 def resample_probabilities(logits: torch.Tensor, shape_hw: tuple[int, int] | None = None) -> torch.Tensor:
-    """Softmax over classes, then bicubic resampling to `shape_hw`, as the official DPT code does.
+    """Softmax over classes, then bicubic resampling to `shape_hw` (what test-time augmentation averages).
 
     logits: N x C x h x w float tensor on any device (e.g. straight from the network on the GPU).
     shape_hw: output (height, width) in pixels; None keeps h x w. Returns N x C x H x W float32 on the
     same device. Bicubic may overshoot [0, 1] slightly near edges; only argmax and averages use it.
     """
-    return resample_probabilities_of(torch.softmax(logits.float(), dim=1), shape_hw)
+    return resample_scores(torch.softmax(logits.float(), dim=1), shape_hw)
 
 
-def resample_probabilities_of(probabilities: torch.Tensor, shape_hw: tuple[int, int] | None) -> torch.Tensor:
-    """Bicubic (align_corners=False) resampling of N x C x h x w class probabilities to `shape_hw`."""
-    if shape_hw is None or tuple(shape_hw) == tuple(probabilities.shape[2:]):
-        return probabilities
+def resample_scores(scores: torch.Tensor, shape_hw: tuple[int, int] | None) -> torch.Tensor:
+    """Bicubic (align_corners=False) resampling of N x C x h x w class scores to `shape_hw`."""
+    if shape_hw is None or tuple(shape_hw) == tuple(scores.shape[2:]):
+        return scores
     height, width = shape_hw
     if height < 1 or width < 1:
         raise ValueError(f"output shape must be positive, got {shape_hw}")
-    return F.interpolate(probabilities, size=(height, width), mode="bicubic", align_corners=False)
+    return F.interpolate(scores, size=(height, width), mode="bicubic", align_corners=False)
 
 
 def labels_from_network_output(logits: torch.Tensor, shape_hw: tuple[int, int] | None = None) -> torch.Tensor:
     """N x C x h x w logits (any device) -> N x H x W uint8 class ids at `shape_hw`, on the same device.
 
-    softmax, bicubic, argmax (ties to the lower id); ids are never interpolated. Run it where the
-    logits are, so only the uint8 ids cross to the host. Probabilities are made and resampled
-    CLASS_CHUNK classes at a time: all 150 at 1280 x 720 would be 550 MB more.
+    As the official code: logits bicubic to `shape_hw`, then argmax (ties to the lower id); ids are
+    never interpolated. Run it where the logits are, so only the uint8 ids cross to the host. Logits
+    are resampled CLASS_CHUNK classes at a time (bicubic acts on each channel alone, so this is exact):
+    all 150 at 1280 x 720 would be 550 MB more.
     """
     if logits.ndim != 4 or not 1 <= logits.shape[1] <= MAX_LABEL_ID:
         raise ValueError(f"logits must be N x C x H x W with 1 <= C <= {MAX_LABEL_ID}, got {tuple(logits.shape)}")
     if shape_hw is None or tuple(shape_hw) == tuple(logits.shape[2:]):
-        return logits.argmax(dim=1).to(torch.uint8)  # softmax is monotonic: the same argmax
+        return logits.argmax(dim=1).to(torch.uint8)
     logits = logits.float()
-    log_normaliser = torch.logsumexp(logits, dim=1, keepdim=True)  # softmax, one class chunk at a time
-    best_probability = best_id = None
+    best_score = best_id = None
     for first in range(0, logits.shape[1], CLASS_CHUNK):
-        probabilities = torch.exp(logits[:, first : first + CLASS_CHUNK] - log_normaliser)
-        chunk = resample_probabilities_of(probabilities, shape_hw)
+        chunk = resample_scores(logits[:, first : first + CLASS_CHUNK], shape_hw)
         chunk_id = chunk.argmax(dim=1, keepdim=True)
-        chunk_probability = chunk.gather(1, chunk_id)[:, 0]
-        if best_probability is None:
-            best_probability, best_id = chunk_probability, chunk_id[:, 0] + first
+        chunk_score = chunk.gather(1, chunk_id)[:, 0]
+        if best_score is None:
+            best_score, best_id = chunk_score, chunk_id[:, 0] + first
         else:
-            better = chunk_probability > best_probability  # strict: ties keep the lower id
-            best_probability = torch.where(better, chunk_probability, best_probability)
+            better = chunk_score > best_score  # strict: ties keep the lower id
+            best_score = torch.where(better, chunk_score, best_score)
             best_id = torch.where(better, chunk_id[:, 0] + first, best_id)
     return best_id.to(torch.uint8)
 
@@ -272,7 +272,7 @@ def labels_from_scores(scores: np.ndarray) -> np.ndarray:
 
 
 def labels_from_logits(logits: np.ndarray, shape_hw: tuple[int, int] | None = None) -> np.ndarray:
-    """Class ids at the input resolution: softmax, bicubic to `shape_hw` (height, width), argmax.
+    """Class ids at the input resolution: logits bicubic to `shape_hw` (height, width), then argmax.
 
     logits: C x h x w float. Returns H x W uint8. Ids themselves are never interpolated.
     """
@@ -379,8 +379,8 @@ def predict_class_probabilities(
     image_rgb: H x W x 3 uint8. model: see ScoreModel. base_shape_hw: the network input (height,
     width) at scale 1, i.e. what the preset's preprocessing uses for this image. multiple: the
     network stride input sides must be multiples of. Each run's logits are (mirrored back,) turned into
-    probabilities and resampled to H x W as the official code does (softmax, bicubic); runs are
-    averaged. With the default augmentation this is exactly the plain single-scale prediction.
+    probabilities (softmax) and resampled bicubically to H x W; runs are averaged, so runs at
+    different scales weigh equally whatever their logit ranges.
     Returns C x H x W float32; `labels_from_scores` gives the ids.
     """
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:

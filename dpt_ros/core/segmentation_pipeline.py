@@ -56,7 +56,7 @@ class SemanticOutputs:
 class SegmentationStage:
     """Runs a segmentation engine on frames and builds the label, palette and overlay images.
 
-    The class ids are computed where the logits are (softmax, bicubic to the image size, argmax on the
+    The class ids are computed where the logits are (bicubic to the image size, then argmax, on the
     GPU when the engine is on one), so only H x W bytes come back to the host.
     """
 
