@@ -196,6 +196,12 @@ class BagWriter:
             data = TYPESTORE.cdr_to_ros1(data, connection.msgtype)
         self._writer.write(connection, int(stamp_ns), data)
 
+    def write_serialized(self, topic: str, stamp_ns: int, cdr: bytes) -> None:
+        """Record an already CDR-serialised message (e.g. from a raw rclpy subscription); rosbag2 only."""
+        if self.storage == "ros1":
+            raise BagError("raw CDR messages can only be recorded into rosbag2 (mcap/sqlite3) bags")
+        self._writer.write(self._connections[topic], int(stamp_ns), cdr)
+
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
         self._writer.close()
         if exc_type is not None:

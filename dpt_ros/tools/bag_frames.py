@@ -1,0 +1,143 @@
+"""Picks a bag's camera / camera_info / LiDAR topics and pairs each image with its LiDAR scan.
+
+Pairing follows the node: an image takes the scan whose header stamp is nearest to its own, if within
+``max_lidar_dt``; the newest camera_info received up to the image is used (or, for images recorded before
+the first camera_info, the first one that follows). Images that cannot be paired are
+reported with the reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from dpt_ros.tools.bag_transforms import TransformTree
+from dpt_ros.tools.rosbag_io import (
+    CAMERA_INFO,
+    IMAGE,
+    POINT_CLOUD,
+    TF_MESSAGE,
+    BagError,
+    TopicInfo,
+    describe_topics,
+    iterate_messages,
+    stamp_to_ns,
+)
+
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+_IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
+
+
+@dataclass(frozen=True)
+class TopicSelection:
+    image: str
+    camera_info: str
+    lidar: str
+
+
+def _namespace(topic: str) -> str:
+    return topic.rsplit("/", 1)[0]
+
+
+def _pick(kind: str, option: str, topics: list[TopicInfo], types: tuple[str, ...], requested: str | None,
+          near: str | None, everything: list[TopicInfo]) -> str:
+    """One topic of the given types: the requested one, the only one, or the only one next to ``near``."""
+    listing = f"The bag has:\n{describe_topics(everything)}"
+    if requested is not None:
+        match = [t for t in topics if t.name == requested]
+        if not match:
+            raise BagError(f"{kind} topic {requested} is not in the bag. {listing}")
+        if match[0].msgtype not in types:
+            raise BagError(f"{requested} is {match[0].msgtype}, not {' or '.join(types)}. {listing}")
+        return requested
+    candidates = [t for t in topics if t.msgtype in types and t.count > 0]
+    if near is not None and len(candidates) > 1:
+        beside = [t for t in candidates if _namespace(t.name) == _namespace(near)]
+        candidates = beside if len(beside) == 1 else candidates
+    if not candidates:
+        raise BagError(f"no {kind} messages ({' or '.join(types)}) in the bag. {listing}")
+    if len(candidates) > 1:
+        names = ", ".join(t.name for t in candidates)
+        raise BagError(f"several {kind} topics ({names}); choose one with {option}. {listing}")
+    return candidates[0].name
+
+
+def select_topics(topics: list[TopicInfo], image: str | None = None, camera_info: str | None = None,
+                  lidar: str | None = None) -> TopicSelection:
+    """Topics to evaluate: given ones are checked, others auto-detected by type when unambiguous."""
+    if not any(t.count for t in topics):
+        raise BagError(f"the bag holds no messages. The bag has:\n{describe_topics(topics)}")
+    image_topic = _pick("image", "--image-topic", topics, _IMAGE_TYPES, image, None, topics)
+    info_topic = _pick("camera_info", "--camera-info-topic", topics, (CAMERA_INFO,), camera_info, image_topic, topics)
+    lidar_topic = _pick("LiDAR", "--lidar-topic", topics, (POINT_CLOUD,), lidar, None, topics)
+    return TopicSelection(image_topic, info_topic, lidar_topic)
+
+
+def read_transform_tree(reader: Any) -> TransformTree:
+    """Every /tf_static and /tf transform of the bag (TF messages are small; read once, up front)."""
+    tree = TransformTree()
+    tf_topics = [name for name, info in reader.topics.items() if info.msgtype == TF_MESSAGE]
+    for topic, _, message in iterate_messages(reader, tf_topics):
+        tree.add_message(message, is_static=topic.endswith("tf_static"))
+    return tree
+
+
+@dataclass(frozen=True)
+class PairedFrame:
+    """An image with the camera_info and LiDAR scan that belong to it (messages as read by rosbags)."""
+
+    index: int  # position of the image in the image topic
+    stamp_ns: int  # image header stamp
+    image: Any
+    camera_info: Any
+    cloud: Any
+    lidar_offset_ns: int  # cloud stamp − image stamp
+
+
+@dataclass(frozen=True)
+class SkippedFrame:
+    index: int
+    stamp_ns: int
+    reason: str
+
+
+def paired_frames(reader: Any, selection: TopicSelection, max_lidar_dt: float = 0.1,
+                  ) -> Iterator[PairedFrame | SkippedFrame]:
+    """Images of the bag in order, each paired with its camera_info and nearest LiDAR scan, or skipped."""
+    max_dt_ns = round(max_lidar_dt * 1e9)
+    latest_info: Any = None
+    scans: deque[tuple[int, Any]] = deque(maxlen=64)  # (header stamp, cloud), recent ones
+    pending: deque[tuple[int, int, Any, Any]] = deque()  # (index, stamp, image, camera_info)
+    n_images = 0
+
+    def resolve(entry: tuple[int, int, Any, Any]) -> PairedFrame | SkippedFrame:
+        index, stamp, image, info = entry
+        info = info if info is not None else latest_info  # calibration is constant: a later one serves too
+        if info is None:
+            return SkippedFrame(index, stamp, "no camera_info received by the time this image was settled")
+        if not scans:
+            return SkippedFrame(index, stamp, "no LiDAR scan received yet")
+        scan_stamp, cloud = min(scans, key=lambda scan: abs(scan[0] - stamp))
+        if abs(scan_stamp - stamp) > max_dt_ns:
+            return SkippedFrame(index, stamp, f"nearest LiDAR scan is {abs(scan_stamp - stamp) / 1e9:.3f} s away "
+                                              f"(> max_lidar_dt {max_lidar_dt:g} s)")
+        return PairedFrame(index, stamp, image, info, cloud, scan_stamp - stamp)
+
+    topics = [selection.image, selection.camera_info, selection.lidar]
+    for topic, _, message in iterate_messages(reader, topics):
+        if topic == selection.camera_info:
+            latest_info = message
+            continue
+        stamp = stamp_to_ns(message.header)
+        if topic == selection.image:
+            pending.append((n_images, stamp, message, latest_info))
+            n_images += 1
+        else:
+            scans.append((stamp, message))
+        # an image is settled once a scan at least max_dt newer has arrived: later scans can only be farther
+        newest_scan = scans[-1][0] if scans else None
+        while pending and newest_scan is not None and newest_scan >= pending[0][1] + max_dt_ns:
+            yield resolve(pending.popleft())
+    while pending:
+        yield resolve(pending.popleft())
