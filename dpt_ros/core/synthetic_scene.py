@@ -432,6 +432,7 @@ class SequenceConfig:
     lidar: LidarConfig = LidarConfig()
     rig: SensorRig = field(default_factory=SensorRig)
     seed: int = 0
+    scene: Scene | None = None  # None: street_scene(seed)
 
 
 @dataclass(frozen=True)
@@ -445,7 +446,7 @@ class SyntheticFrame:
 
 def render_sequence(config: SequenceConfig = SequenceConfig()) -> Iterator[SyntheticFrame]:
     """Yields the frames of the drive; camera and LiDAR share each frame's stamp and vehicle pose."""
-    scene = street_scene(config.seed)
+    scene = config.scene if config.scene is not None else street_scene(config.seed)
     rng = np.random.default_rng(config.seed + 1)
     poses = vehicle_trajectory(config.n_frames, config.frame_period, config.speed, config.stop_frames)
     for index, T_world_base in enumerate(poses):

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from dpt_ros.core.scan_buffer import NearestStampBuffer
 from dpt_ros.tools.bag_transforms import TransformTree
 from dpt_ros.tools.rosbag_io import (
     CAMERA_INFO,
@@ -107,7 +108,8 @@ def paired_frames(reader: Any, selection: TopicSelection, max_lidar_dt: float = 
     """Images of the bag in order, each paired with its camera_info and nearest LiDAR scan, or skipped."""
     max_dt_ns = round(max_lidar_dt * 1e9)
     latest_info: Any = None
-    scans: deque[tuple[int, Any]] = deque(maxlen=64)  # (header stamp, cloud), recent ones
+    scans: NearestStampBuffer[tuple[int, Any]] = NearestStampBuffer(capacity=64)  # the node's pairing buffer
+    newest_scan_ns: int | None = None
     pending: deque[tuple[int, int, Any, Any]] = deque()  # (index, stamp, image, camera_info)
     n_images = 0
 
@@ -116,12 +118,12 @@ def paired_frames(reader: Any, selection: TopicSelection, max_lidar_dt: float = 
         info = info if info is not None else latest_info  # calibration is constant: a later one serves too
         if info is None:
             return SkippedFrame(index, stamp, "no camera_info received by the time this image was settled")
-        if not scans:
+        if not len(scans):
             return SkippedFrame(index, stamp, "no LiDAR scan received yet")
-        scan_stamp, cloud = min(scans, key=lambda scan: abs(scan[0] - stamp))
-        if abs(scan_stamp - stamp) > max_dt_ns:
-            return SkippedFrame(index, stamp, f"nearest LiDAR scan is {abs(scan_stamp - stamp) / 1e9:.3f} s away "
-                                              f"(> max_lidar_dt {max_lidar_dt:g} s)")
+        nearest = scans.nearest(stamp / 1e9, max_lidar_dt)
+        if nearest is None:
+            return SkippedFrame(index, stamp, f"no LiDAR scan within max_lidar_dt ({max_lidar_dt:g} s)")
+        scan_stamp, cloud = nearest[1]
         return PairedFrame(index, stamp, image, info, cloud, scan_stamp - stamp)
 
     topics = [selection.image, selection.camera_info, selection.lidar]
@@ -134,10 +136,10 @@ def paired_frames(reader: Any, selection: TopicSelection, max_lidar_dt: float = 
             pending.append((n_images, stamp, message, latest_info))
             n_images += 1
         else:
-            scans.append((stamp, message))
+            scans.add(stamp / 1e9, (stamp, message))
+            newest_scan_ns = stamp if newest_scan_ns is None else max(newest_scan_ns, stamp)
         # an image is settled once a scan at least max_dt newer has arrived: later scans can only be farther
-        newest_scan = scans[-1][0] if scans else None
-        while pending and newest_scan is not None and newest_scan >= pending[0][1] + max_dt_ns:
+        while pending and newest_scan_ns is not None and newest_scan_ns >= pending[0][1] + max_dt_ns:
             yield resolve(pending.popleft())
     while pending:
         yield resolve(pending.popleft())

@@ -13,41 +13,12 @@ from typing import Any
 
 import numpy as np
 
-
-def quaternion_to_rotation(x: float, y: float, z: float, w: float) -> np.ndarray:
-    """3×3 rotation of a quaternion (normalised first; a zero quaternion raises ValueError)."""
-    q = np.array([x, y, z, w], dtype=float)
-    norm = np.linalg.norm(q)
-    if not np.isfinite(norm) or norm < 1e-9:
-        raise ValueError(f"invalid rotation quaternion {tuple(q)}")
-    x, y, z, w = q / norm
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def transform_from_xyz_quaternion(values: list[float]) -> np.ndarray:
-    """4×4 transform from [x, y, z, qx, qy, qz, qw] or 16 row-major matrix values."""
-    values = [float(v) for v in values]
-    if len(values) == 16:
-        matrix = np.asarray(values).reshape(4, 4)
-        if not np.allclose(matrix[3], [0, 0, 0, 1]) or not np.allclose(matrix[:3, :3] @ matrix[:3, :3].T, np.eye(3),
-                                                                        atol=1e-5):
-            raise ValueError("the 4×4 matrix is not a rigid transform (rotation not orthonormal or last row ≠ 0 0 0 1)")
-        return matrix
-    if len(values) != 7:
-        raise ValueError(f"give 7 values (x y z qx qy qz qw) or 16 (a row-major 4×4), got {len(values)}")
-    transform = np.eye(4)
-    transform[:3, :3] = quaternion_to_rotation(*values[3:])
-    transform[:3, 3] = values[:3]
-    return transform
+from dpt_ros.core.extrinsics import transform_from_xyz_quaternion
 
 
 def _transform_of(message_transform: Any) -> np.ndarray:
     t, r = message_transform.translation, message_transform.rotation
-    return transform_from_xyz_quaternion([t.x, t.y, t.z, r.x, r.y, r.z, r.w])
+    return transform_from_xyz_quaternion((t.x, t.y, t.z), (r.x, r.y, r.z, r.w))
 
 
 class TransformLookupError(LookupError):
