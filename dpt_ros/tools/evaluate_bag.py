@@ -422,13 +422,16 @@ def main(argv: list[str] | None = None) -> int:
             max_lidar_dt=args.max_lidar_dt, min_depth=args.min_depth, max_depth=args.max_depth, extrinsic=extrinsic,
             max_frames=args.max_frames, n_examples=args.examples, output_bag=args.output_bag,
             progress=not args.no_progress)
-        if not args.bag.exists():
-            raise BagError(f"no bag at {args.bag}")
+        topics = {"image": args.image_topic, "camera_info": args.camera_info_topic, "lidar": args.lidar_topic}
+        reader = open_bag(args.bag)  # check the bag before spending seconds on loading a model
+        try:
+            select_topics(bag_topics(reader), **topics)
+        finally:
+            reader.close()
         engine, model_info = build_engine(args.model, args.weights, args.allow_random_weights,
                                           args.architecture_overrides, args.device, args.precision,
                                           tuple(args.input_size) if args.input_size else None)
         run_dir = args.run_dir or Path("runs") / f"eval-{args.bag.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-        topics = {"image": args.image_topic, "camera_info": args.camera_info_topic, "lidar": args.lidar_topic}
         report, summary = evaluate_bag(args.bag, engine, engine.preset.output_kind, run_dir, options, topics,
                                        model_info)
     except (BagError, EvaluationError, WeightsError, ValueError) as error:
