@@ -226,6 +226,8 @@ class BagEvaluation:
             record.scale, record.shift = (filtered.scale, filtered.shift) if filtered.usable else (math.nan, math.nan)
         if fit is not None and fit.success:
             record.fit_scale, record.fit_shift, record.fit_inlier_ratio = fit.scale, fit.shift, fit.inlier_ratio
+        else:
+            record.fit_reason = fit.reason if fit is not None else (aligned.note or "no fit")
         if node_depth is not None:
             if self._previous is not None:
                 record.flicker = static_pixel_flicker(self._previous[0], inputs.rgb, self._previous[1], node_depth)
@@ -346,6 +348,12 @@ def one_line_summary(summary: dict[str, Any]) -> str:
         return f"{metrics['abs_rel']:.3f}" if metrics else "n/a"
 
     frames = summary["frames"]
+    if not methods["node"]["points_scored"]:
+        failures = summary["alignment_fits"]["failed"]
+        reason = max(failures, key=failures.get) if failures else "no fit"
+        return (f"the node gave no metric depth (alignment refused the prediction: {reason}); baselines on the same "
+                f"held-out points: median scaling AbsRel {abs_rel('median_scaling')}, LiDAR only "
+                f"{abs_rel('lidar_only')}; {frames['scored']}/{frames['total']} frames")
     return (f"held-out AbsRel {abs_rel('node')} (plain least squares {abs_rel('least_squares')}, median scaling "
             f"{abs_rel('median_scaling')}, LiDAR only {abs_rel('lidar_only')}) on {methods['node']['points_scored']} "
             f"points, {frames['scored']}/{frames['total']} frames scored")

@@ -54,6 +54,7 @@ class FrameRecord:
     fit_scale: float = float("nan")  # this frame's own fit before temporal filtering
     fit_shift: float = float("nan")
     fit_inlier_ratio: float = float("nan")
+    fit_reason: str = ""  # why this frame's own fit failed ("" when it succeeded)
     scores: dict[str, PointScores] = field(default_factory=dict)
     held_out: PixelSamples | None = None  # the scored pixels and their LiDAR depth (metres)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (M,) metres (NaN = none)
@@ -121,6 +122,11 @@ def summarise(records: list[FrameRecord], context: dict[str, Any]) -> dict[str, 
             "skip_reasons": dict(Counter(r.reason for r in records if not r.scored)),
         },
         "methods": methods,
+        "alignment_fits": {
+            "succeeded": sum(not r.fit_reason for r in scored),
+            "failed": dict(Counter(r.fit_reason for r in scored if r.fit_reason)),
+            "filter_states": dict(Counter(r.filter_state for r in scored)),
+        },
         "temporal": {
             "log_scale_jitter": _finite_or_none(consecutive_jitter(np.log([r.scale for r in scored]))),
             "shift_jitter": _finite_or_none(consecutive_jitter(np.array([r.shift for r in scored]))),
@@ -136,7 +142,7 @@ def summarise(records: list[FrameRecord], context: dict[str, Any]) -> dict[str, 
 
 def per_frame_csv(records: list[FrameRecord]) -> str:
     columns = ["index", "stamp_ns", "status", "reason", "n_lidar", "n_fitting", "n_held_out", "lidar_offset_ms",
-               "scale", "shift", "filter_state", "fit_scale", "fit_shift", "fit_inlier_ratio", "flicker"]
+               "scale", "shift", "filter_state", "fit_scale", "fit_shift", "fit_inlier_ratio", "fit_reason", "flicker"]
     columns += [f"{method}_{metric}" for method in METHODS for metric in ("abs_rel", "rmse", "delta1", "coverage")]
     stages = sorted({stage for r in records for stage in r.timings_ms})
     columns += [f"ms_{stage}" for stage in stages]
@@ -149,7 +155,7 @@ def per_frame_csv(records: list[FrameRecord]) -> str:
             "reason": r.reason, "n_lidar": r.n_lidar, "n_fitting": r.n_fitting, "n_held_out": r.n_held_out,
             "lidar_offset_ms": r.lidar_offset_ms, "scale": r.scale, "shift": r.shift,
             "filter_state": r.filter_state, "fit_scale": r.fit_scale, "fit_shift": r.fit_shift,
-            "fit_inlier_ratio": r.fit_inlier_ratio, "flicker": "" if r.flicker is None else r.flicker,
+            "fit_inlier_ratio": r.fit_inlier_ratio, "fit_reason": r.fit_reason, "flicker": "" if r.flicker is None else r.flicker,
         }
         for method, scores in r.scores.items():
             metrics = scores.metrics or {}
@@ -288,6 +294,15 @@ def render_report(summary: dict[str, Any], example_files: list[str]) -> str:
         cells = [f"{_fmt((data['by_range'][b]['metrics'] or {}).get('abs_rel'))} ({data['by_range'][b]['points']})"
                  for b in labels]
         lines.append(f"| {data['label']} | " + " | ".join(cells) + " |")
+    fits = summary["alignment_fits"]
+    lines += ["", "## Alignment", "",
+              f"- this frame's LiDAR fit succeeded in {fits['succeeded']} of {frames['scored']} scored frames; "
+              "filter states: " + ", ".join(f"{state} {n}" for state, n in fits["filter_states"].items())]
+    lines += [f"- {n} × fit failed: {reason}" for reason, n in fits["failed"].items()]
+    if not summary["methods"]["node"]["points_scored"]:
+        lines.append("- **the node published no metric depth** (it never passes relative values off as metres): the "
+                     "prediction did not fit the LiDAR" + (" — expected with random weights" if summary["model"].get(
+                         "random_weights") else ""))
     lines += [
         "", "![error vs range](error_vs_range.png)", "", "![per-frame AbsRel](per_frame_abs_rel.png)", "",
         "## Temporal stability", "",
