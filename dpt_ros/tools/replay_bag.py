@@ -23,6 +23,9 @@ from typing import Any
 from dpt_ros.tools.rosbag_io import STORAGE_FORMATS, TYPESTORE, BagError, BagWriter, bag_topics, open_bag
 
 
+RECORDER_SETTLE_S = 1.0  # local DDS endpoint matching after discovery takes well under this
+
+
 def message_class(msgtype: str) -> Any | None:
     """The rclpy message class of 'pkg/msg/Name', or None when that package is not installed."""
     package, _, name = msgtype.split("/")
@@ -134,10 +137,14 @@ def replay(bag_path: Path, options: ReplayOptions) -> dict[str, int]:
     try:
         if options.wait_for_subscriber:
             _wait_for_subscriber(node, options.wait_for_subscriber, options.wait_timeout)
+        if recorder is not None:
+            # subscribe to the outputs that already exist and let DDS match them before the first message
+            recorder.subscribe_available()
+            time.sleep(RECORDER_SETTLE_S)
         is_ros1 = bag_path.suffix == ".bag"
         connections = [c for c in reader.connections if c.topic in publishers]
         start_ns = reader.start_time + round(options.start_offset * 1e9)
-        next_discovery = 0.0
+        next_discovery = time.monotonic() + 0.5
         while True:
             wall_start = time.monotonic()
             for connection, timestamp, raw in reader.messages(connections=connections):
@@ -162,6 +169,7 @@ def replay(bag_path: Path, options: ReplayOptions) -> dict[str, int]:
                 time.sleep(0.1)
     finally:
         executor.shutdown()
+        spinner.join(timeout=5.0)  # a still-spinning thread at interpreter exit aborts the process
         if recorder is not None:
             recorder.close()
             log.info(f"recorded {options.record}: " + ", ".join(f"{t} {n}" for t, n in recorder.counts.items()))
