@@ -100,6 +100,7 @@ class _FrameInputs:
     xyz: np.ndarray  # (N, 3) LiDAR frame
     ring: np.ndarray | None
     T_cam_lidar: np.ndarray
+    extrinsic_source: str  # "tf" (the bag's) or "parameter" (--extrinsic), as the node reports it
 
 
 def _field(message: Any, *names: str) -> Any:
@@ -142,9 +143,10 @@ def _decode(pair: PairedFrame, tree: TransformTree, extrinsic: np.ndarray | None
     cloud = pair.cloud
     xyz = xyz_from_cloud_buffer(np.asarray(cloud.data, dtype=np.uint8), cloud.fields, cloud.point_step,
                                 cloud.row_step, cloud.width, cloud.height, cloud.is_bigendian)
+    source = "parameter" if extrinsic is not None else "tf"
     if extrinsic is None:
         extrinsic = tree.lookup(image.header.frame_id, cloud.header.frame_id, pair.stamp_ns)
-    return _FrameInputs(rgb, lens, xyz, _cloud_column(cloud, "ring"), extrinsic)
+    return _FrameInputs(rgb, lens, xyz, _cloud_column(cloud, "ring"), extrinsic, source)
 
 
 def _pixel_samples_of_sparse(sparse: np.ndarray | None) -> PixelSamples:
@@ -173,6 +175,21 @@ def _baselines(prediction: np.ndarray, output_kind: str, fitting: PixelSamples, 
     }
 
 
+def _node_path(predictor: DepthPredictor, aligner: LidarAligner, inputs: _FrameInputs, fitting_xyz: np.ndarray,
+               stamp_ns: int, timings: dict[str, float]) -> tuple[np.ndarray, AlignedDepth]:
+    """What the node does with a frame: infer, then align to the given LiDAR points (timed into ``timings``)."""
+    start = time.perf_counter()
+    prediction = np.asarray(predictor.infer(inputs.rgb), dtype=np.float32)
+    timings["inference"] = (time.perf_counter() - start) * 1e3
+    if prediction.shape != inputs.rgb.shape[:2]:
+        raise EvaluationError(f"the model returned {prediction.shape} for a {inputs.rgb.shape[:2]} image")
+    start = time.perf_counter()
+    scan = LidarScan(fitting_xyz, inputs.T_cam_lidar, stamp_ns / 1e9, inputs.extrinsic_source)
+    aligned = aligner.align(prediction, stamp_ns / 1e9, inputs.lens, scan)
+    timings["alignment"] = (time.perf_counter() - start) * 1e3
+    return prediction, aligned
+
+
 class BagEvaluation:
     """One evaluation run: feed it the bag's frames in order (the aligner's temporal filter is stateful)."""
 
@@ -191,16 +208,8 @@ class BagEvaluation:
         held_mask = holdout_mask(len(inputs.xyz), options.holdout, pair.index, inputs.ring)
 
         # --- the node's path, on the fitting points only
-        start = time.perf_counter()
-        prediction = np.asarray(self.predictor.infer(inputs.rgb), dtype=np.float32)
-        timings["inference"] = (time.perf_counter() - start) * 1e3
-        if prediction.shape != inputs.rgb.shape[:2]:
-            raise EvaluationError(f"the model returned {prediction.shape} for a {inputs.rgb.shape[:2]} image")
-        start = time.perf_counter()
-        scan = LidarScan(inputs.xyz[~held_mask], inputs.T_cam_lidar, pair.stamp_ns / 1e9,
-                         "parameter" if options.extrinsic is not None else "tf")
-        aligned: AlignedDepth = self.aligner.align(prediction, pair.stamp_ns / 1e9, inputs.lens, scan)
-        timings["alignment"] = (time.perf_counter() - start) * 1e3
+        prediction, aligned = _node_path(self.predictor, self.aligner, inputs, inputs.xyz[~held_mask],
+                                         pair.stamp_ns, timings)
 
         # --- scoring on held-out pixels that no fitting point touches
         start = time.perf_counter()
@@ -252,6 +261,47 @@ def _write_output_bag(path: Path, outputs: list[tuple[int, np.ndarray, Any]], fr
             bag.write("/eval/camera_info", stamp, make_camera_info(K, depth.shape[1], depth.shape[0], stamp, frame_id))
 
 
+@dataclass(frozen=True)
+class _BagFrames:
+    selection: TopicSelection
+    total: int  # images that will be yielded
+
+
+def _bag_frames(reader: Any, options: EvaluationOptions, topics: dict[str, str | None] | None,
+                ) -> tuple[_BagFrames, Any]:
+    """The bag's images in order as (pair, inputs, decode ms) or (skipped frame, None, 0) — the one reading
+    path of evaluation and node reproduction. A transform missing from the very first frame is an error."""
+    selection = select_topics(bag_topics(reader), **(topics or {}))
+    tree = read_transform_tree(reader) if options.extrinsic is None else TransformTree()
+    n_images = reader.topics[selection.image].msgcount
+    total = min(n_images, options.max_frames) if options.max_frames else n_images
+
+    def frames() -> Any:
+        decoded_any = False
+        for item in paired_frames(reader, selection, options.max_lidar_dt):
+            if item.index >= total:
+                return
+            if isinstance(item, SkippedFrame):
+                yield item, None, 0.0
+                continue
+            start = time.perf_counter()
+            try:
+                inputs = _decode(item, tree, options.extrinsic)
+            except TransformLookupError as error:
+                if not decoded_any:
+                    raise EvaluationError(f"{error}. Pass the LiDAR→camera transform with --extrinsic "
+                                          "'x y z qx qy qz qw' (or 16 values, row-major 4×4).") from None
+                yield SkippedFrame(item.index, item.stamp_ns, "no transform at this time"), None, 0.0
+                continue
+            except (InputError, ValueError) as error:
+                yield SkippedFrame(item.index, item.stamp_ns, f"bad input: {error}"), None, 0.0
+                continue
+            decoded_any = True
+            yield item, inputs, (time.perf_counter() - start) * 1e3
+
+    return _BagFrames(selection, total), frames()
+
+
 def evaluate_bag(bag_path: Path, predictor: DepthPredictor, output_kind: str, run_dir: Path,
                  options: EvaluationOptions = EvaluationOptions(), topics: dict[str, str | None] | None = None,
                  model_info: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
@@ -262,42 +312,42 @@ def evaluate_bag(bag_path: Path, predictor: DepthPredictor, output_kind: str, ru
     """
     reader = open_bag(bag_path)
     try:
-        selection: TopicSelection = select_topics(bag_topics(reader), **(topics or {}))
-        tree = read_transform_tree(reader) if options.extrinsic is None else TransformTree()
-        n_images = reader.topics[selection.image].msgcount
-        total = min(n_images, options.max_frames) if options.max_frames else n_images
-        example_indices = set(np.linspace(0, total - 1, min(options.n_examples, total)).round().astype(int).tolist())
+        info, frames = _bag_frames(reader, options, topics)
+        example_indices = set(np.linspace(0, info.total - 1, min(options.n_examples, info.total)).round().astype(int))
         evaluation = BagEvaluation(predictor, output_kind, options)
         camera_frame = ""
-        progress = tqdm(total=total, desc="evaluating", unit="frame", disable=not options.progress)
-        for item in paired_frames(reader, selection, options.max_lidar_dt):
-            if item.index >= total:
-                break
-            progress.update(1)
-            if isinstance(item, SkippedFrame):
-                evaluation.skip(item.index, item.stamp_ns, item.reason)
-                continue
-            start = time.perf_counter()
-            try:
-                inputs = _decode(item, tree, options.extrinsic)
-            except TransformLookupError as error:
-                if not any(r.scored for r in evaluation.records):
-                    raise EvaluationError(f"{error}. Pass the LiDAR→camera transform with --extrinsic "
-                                          "'x y z qx qy qz qw' (or 16 values, row-major 4×4).") from None
-                evaluation.skip(item.index, item.stamp_ns, "no transform at this time")
-                continue
-            except (InputError, ValueError) as error:
-                evaluation.skip(item.index, item.stamp_ns, f"bad input: {error}")
-                continue
-            camera_frame = item.image.header.frame_id
-            decode_ms = (time.perf_counter() - start) * 1e3
-            record = evaluation.process(item, inputs, item.index in example_indices)
-            record.timings_ms = {"decode": decode_ms, **record.timings_ms}
-            evaluation.records.append(record)
-        progress.close()
+        with tqdm(total=info.total, desc="evaluating", unit="frame", disable=not options.progress) as progress:
+            for item, inputs, decode_ms in frames:
+                progress.update(1)
+                if inputs is None:
+                    evaluation.skip(item.index, item.stamp_ns, item.reason)
+                    continue
+                camera_frame = item.image.header.frame_id
+                record = evaluation.process(item, inputs, item.index in example_indices)
+                record.timings_ms = {"decode": decode_ms, **record.timings_ms}
+                evaluation.records.append(record)
     finally:
         reader.close()
-    return _finish(bag_path, run_dir, evaluation, selection, options, model_info or {}, camera_frame)
+    return _finish(bag_path, run_dir, evaluation, info.selection, options, model_info or {}, camera_frame)
+
+
+def reproduce_node_depth(bag_path: Path, predictor: DepthPredictor, output_kind: str,
+                         options: EvaluationOptions = EvaluationOptions(),
+                         topics: dict[str, str | None] | None = None) -> list[tuple[int, AlignedDepth]]:
+    """What the node publishes for each paired frame of the bag — the whole scan, no held-out split, no scoring:
+    (image stamp ns, the aligner's result). For checking a live run against the offline path."""
+    reader = open_bag(bag_path)
+    aligner = LidarAligner(output_kind, options.alignment)
+    outputs = []
+    try:
+        _, frames = _bag_frames(reader, options, topics)
+        for item, inputs, _ in frames:
+            if inputs is not None:
+                _, aligned = _node_path(predictor, aligner, inputs, inputs.xyz, item.stamp_ns, {})
+                outputs.append((item.stamp_ns, aligned))
+    finally:
+        reader.close()
+    return outputs
 
 
 def _finish(bag_path: Path, run_dir: Path, evaluation: BagEvaluation, selection: TopicSelection,
