@@ -3,7 +3,8 @@
   1. writes a deterministic sample rosbag of a synthetic drive (camera + 32-beam LiDAR + TF);
   2. starts the real depth node (a subprocess) with LiDAR alignment;
   3. replays the bag into it with rclpy and records what it publishes;
-  4. evaluates the same core path offline against held-out LiDAR points and writes report.md.
+  4. runs the same core path offline on the whole scans and checks it gives the node's depth;
+  5. evaluates that path against held-out LiDAR points and writes report.md.
 
 With the preset's weights in models/ the demo uses them. Without, it says so and runs a reduced but real
 DPT architecture with seeded random weights: the network output is then meaningless, and the report shows
@@ -13,6 +14,7 @@ how far LiDAR alignment alone gets (compare with the LiDAR-only baseline).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -24,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dpt_ros.tools.evaluate_bag import EvaluationOptions, EvaluationError, build_engine, evaluate_bag, \
-    one_line_summary
+from dpt_ros.tools.evaluate_bag import EvaluationError, EvaluationOptions, build_engine, evaluate_bag, \
+    one_line_summary, reproduce_node_depth
 from dpt_ros.tools.make_sample_bag import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, sample_config, \
     write_sample_bag
-from dpt_ros.tools.rosbag_io import BagError
+from dpt_ros.tools.rosbag_io import BagError, bag_topics, iterate_messages, open_bag, stamp_to_ns
 
 PRESET = "dpt_hybrid_midas"
 # A reduced real DPT (ViT-tiny-like, 0.6 M parameters) that runs ~0.2 s per frame on a laptop CPU.
@@ -133,6 +135,65 @@ def stop_node(process: subprocess.Popen) -> None:
             process.wait()
 
 
+class CachedPredictor:
+    """Runs the engine once per distinct image: node reproduction and evaluation see the same frames."""
+
+    def __init__(self, engine: object) -> None:
+        self.engine = engine
+        self._cache: dict[str, np.ndarray] = {}
+
+    def infer(self, rgb: np.ndarray) -> np.ndarray:
+        key = hashlib.sha1(rgb.tobytes()).hexdigest()
+        if key not in self._cache:
+            self._cache[key] = self.engine.infer(rgb)
+        return self._cache[key]
+
+
+@dataclass(frozen=True)
+class LiveComparison:
+    """The node's recorded depth vs. the offline core path on the same frames."""
+
+    n_live: int  # depth images the node published
+    n_compared: int  # of those, frames compared (until the node first skipped a frame)
+    max_abs_difference: float  # in the published units (metres or relative), over finite pixels
+    mismatched_validity: int  # pixels finite in one and NaN in the other
+    kinds: tuple[str, ...]  # topics the node answered on
+
+
+def recorded_depth(recording: Path) -> dict[int, tuple[str, np.ndarray]]:
+    """Header stamp ns -> (topic, (H, W) float32) of the node's 32FC1 outputs in a recorded bag."""
+    reader = open_bag(recording)
+    depth: dict[int, tuple[str, np.ndarray]] = {}
+    try:
+        topics = [t.name for t in bag_topics(reader) if t.name in ("/depth", "/depth/relative")]
+        for topic, _, message in iterate_messages(reader, topics):
+            pixels = np.frombuffer(np.asarray(message.data, dtype=np.uint8).tobytes(), dtype="<f4")
+            depth[stamp_to_ns(message.header)] = (topic, pixels.reshape(message.height, message.width))
+    finally:
+        reader.close()
+    return depth
+
+
+def compare_live_and_offline(live: dict[int, tuple[str, np.ndarray]], offline: list) -> LiveComparison:
+    """Compare frame by frame, in order, until the first image the node did not answer: after a skipped frame
+    its temporal filter has seen a different sequence than the offline run, so later frames may differ."""
+    worst, mismatched, compared = 0.0, 0, 0
+    for stamp, aligned in offline:
+        if stamp not in live:
+            break
+        topic, values = live[stamp]
+        if (topic == "/depth") != aligned.is_metric or values.shape != aligned.values.shape:
+            mismatched += values.size
+            compared += 1
+            continue
+        both = np.isfinite(values) & np.isfinite(aligned.values)
+        mismatched += int(np.count_nonzero(np.isfinite(values) != np.isfinite(aligned.values)))
+        if both.any():
+            worst = max(worst, float(np.max(np.abs(values[both] - aligned.values[both]))))
+        compared += 1
+    return LiveComparison(len(live), compared, worst, mismatched, tuple(sorted({t for t, _ in live.values()})))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dpt-ros-demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -149,10 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = sample_config(frames=args.frames)
         bag = write_sample_bag(output / "sample_bag", "mcap", config, overwrite=True).path
-        print(f"[1/4] sample bag {bag}: {args.frames} frames {config.camera.width}x{config.camera.height}, "
+        print(f"[1/5] sample bag {bag}: {args.frames} frames {config.camera.width}x{config.camera.height}, "
               f"{config.lidar.n_beams}-beam LiDAR ({time.monotonic() - started:.0f} s)")
         model = choose_model(args.models, output)
-        print(f"[2/4] model: {model.description}")
+        print(f"[2/5] model: {model.description}")
 
         node, log_path = start_node(node_parameters(model, config.rig.T_optical_lidar), output)
         recording = output / "node_outputs"
@@ -163,27 +224,32 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop_node(node)
         counts = _recorded_counts(recording)
-        print(f"[3/4] depth node replay: published {published.get(IMAGE_TOPIC, 0)} images; the node answered with "
+        print(f"[3/5] depth node replay: published {published.get(IMAGE_TOPIC, 0)} images; the node answered with "
               f"{counts.get('/depth', 0)} metric and {counts.get('/depth/relative', 0)} relative depth images "
               f"(recorded in {recording}, node log {log_path}) ({time.monotonic() - started:.0f} s)")
 
         engine, model_info = build_engine(PRESET, str(model.weights), model.random_weights,
                                           model.architecture_overrides, "cpu", "fp32", model.input_size)
         model_info["random_weights"] = model.random_weights
-        report, summary = evaluate_bag(bag, engine, engine.preset.output_kind, output / "evaluation",
+        predictor = CachedPredictor(engine)
+        output_kind = engine.preset.output_kind
+        comparison = compare_live_and_offline(recorded_depth(recording), reproduce_node_depth(bag, predictor,
+                                                                                              output_kind))
+        print(f"[4/5] live node vs offline core path: {comparison.n_compared} frames compared, max |difference| "
+              f"{comparison.max_abs_difference:.2e} ({', '.join(comparison.kinds) or 'no output'}), "
+              f"{comparison.mismatched_validity} pixels valid in only one ({time.monotonic() - started:.0f} s)")
+        report, summary = evaluate_bag(bag, predictor, output_kind, output / "evaluation",
                                        EvaluationOptions(), model_info=model_info)
     except (BagError, EvaluationError) as error:
         print(f"dpt-ros-demo: {error}", file=sys.stderr)
         return 2
-    print(f"[4/4] evaluation ({time.monotonic() - started:.0f} s in all)")
+    print(f"[5/5] evaluation ({time.monotonic() - started:.0f} s in all)")
     print(f"report: {report}")
     print(one_line_summary(summary))
     return 0
 
 
 def _recorded_counts(recording: Path) -> dict[str, int]:
-    from dpt_ros.tools.rosbag_io import bag_topics, open_bag
-
     if not recording.exists():
         return {}
     reader = open_bag(recording)
