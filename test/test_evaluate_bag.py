@@ -46,7 +46,8 @@ def _board(depth: float, col0: int, col1: int, row0: int, row1: int) -> Box:
     v0, v1 = row0 - 0.5, row1 + 0.5
     # optical x = −world y, optical y = −(world z − camera height), optical z = world x
     y_left, y_right = -(u0 - CAMERA.cx) / CAMERA.fx * depth, -(u1 - CAMERA.cx) / CAMERA.fx * depth
-    z_top, z_bottom = CAMERA_HEIGHT - (v0 - CAMERA.cy) / CAMERA.fy * depth, CAMERA_HEIGHT - (v1 - CAMERA.cy) / CAMERA.fy * depth
+    z_top = CAMERA_HEIGHT - (v0 - CAMERA.cy) / CAMERA.fy * depth
+    z_bottom = CAMERA_HEIGHT - (v1 - CAMERA.cy) / CAMERA.fy * depth
     center = (depth + 1e-5, (y_left + y_right) / 2, (z_top + z_bottom) / 2)
     half = (1e-5, (y_left - y_right) / 2, (z_top - z_bottom) / 2)  # paper-thin: no side faces in view
     return Box(center, half, Surface((0.8, 0.3, 0.2), checker_size=0.3))
@@ -128,8 +129,9 @@ def test_affine_distortion_is_undone_by_alignment_and_costs_median_scaling_the_k
     assert summary["methods"]["least_squares"]["metrics"]["abs_rel"] < 1e-5
     frames = list(render_sequence(config))
     for record, frame in zip(records, frames):
-        assert record.fit_scale == pytest.approx(1 / a, rel=1e-5) and record.fit_shift == pytest.approx(-b / a, abs=1e-6)
-        # median scaling multiplies z / (a + b z) by a + b·m, m the median fitting depth: error |b(m − z)| / (a + b z)
+        assert record.fit_scale == pytest.approx(1 / a, rel=1e-5)
+        assert record.fit_shift == pytest.approx(-b / a, abs=1e-6)
+        # median scaling multiplies z / (a + b z) by a + b·m (m: median fitting depth): error |b(m − z)| / (a + b z)
         scan = frame.lidar
         fitting = scan.points[~holdout_mask(len(scan.points), OPTIONS.holdout, record.index)]
         sparse = project_lidar(fitting, config.rig.T_optical_lidar, CAMERA.K, (CAMERA.width, CAMERA.height),
@@ -182,10 +184,13 @@ def test_held_out_points_never_share_a_point_or_pixel_with_the_fitting_set(exact
         assert len(record.held_out) > 100
 
 
+TINY_ARCHITECTURE = ('{"embed_dim": 32, "depth": 4, "num_heads": 2, "taps": [0, 1, 2, 3], '
+                     '"reassemble_channels": [8, 8, 16, 16], "features": 16}')
+
+
 def _exit_code_and_message(args: list[str], capsys) -> tuple[int, str]:
     code = main(args + ["--allow-random-weights", "--model", "dpt_large_midas", "--no-progress",
-                        "--architecture-overrides", '{"embed_dim": 32, "depth": 4, "num_heads": 2, "taps": [0, 1, 2, 3],'
-                        ' "reassemble_channels": [8, 8, 16, 16], "features": 16}'])
+                        "--architecture-overrides", TINY_ARCHITECTURE, "--input-size", "160", "128"])
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     return code, captured.err

@@ -56,7 +56,6 @@ from dpt_ros.tools.evaluation_report import FrameRecord, plot_example, summarise
 from dpt_ros.tools.rosbag_io import (
     CAMERA_INFO,
     IMAGE,
-    POINT_CLOUD,
     BagError,
     BagWriter,
     bag_topics,

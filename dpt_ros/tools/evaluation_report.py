@@ -155,7 +155,8 @@ def per_frame_csv(records: list[FrameRecord]) -> str:
             "reason": r.reason, "n_lidar": r.n_lidar, "n_fitting": r.n_fitting, "n_held_out": r.n_held_out,
             "lidar_offset_ms": r.lidar_offset_ms, "scale": r.scale, "shift": r.shift,
             "filter_state": r.filter_state, "fit_scale": r.fit_scale, "fit_shift": r.fit_shift,
-            "fit_inlier_ratio": r.fit_inlier_ratio, "fit_reason": r.fit_reason, "flicker": "" if r.flicker is None else r.flicker,
+            "fit_inlier_ratio": r.fit_inlier_ratio, "fit_reason": r.fit_reason,
+            "flicker": "" if r.flicker is None else r.flicker,
         }
         for method, scores in r.scores.items():
             metrics = scores.metrics or {}
@@ -220,7 +221,8 @@ def plot_scale_shift(records: list[FrameRecord], path: Path) -> None:
     scored = [r for r in records if r.scored]
     time_s = [(r.stamp_ns - records[0].stamp_ns) / 1e9 for r in scored]
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 4.5), sharex=True)
-    for axis, filtered, raw, name in ((top, "scale", "fit_scale", "scale s"), (bottom, "shift", "fit_shift", "shift t")):
+    panels = ((top, "scale", "fit_scale", "scale s"), (bottom, "shift", "fit_shift", "shift t"))
+    for axis, filtered, raw, name in panels:
         axis.plot(time_s, [getattr(r, raw) for r in scored], "o", markersize=3, alpha=0.6, label="this frame's fit")
         axis.plot(time_s, [getattr(r, filtered) for r in scored], "-", label="filtered (published)")
         axis.set_ylabel(name)
@@ -315,10 +317,12 @@ def render_report(summary: dict[str, Any], example_files: list[str]) -> str:
         "", "![scale and shift](scale_shift.png)", "",
     ]
     if frames["skip_reasons"]:
-        lines += ["## Skipped frames", ""] + [f"- {count} × {reason}" for reason, count in frames["skip_reasons"].items()]
+        lines += ["## Skipped frames", ""]
+        lines += [f"- {count} × {reason}" for reason, count in frames["skip_reasons"].items()]
         lines.append("")
     lines += ["## Time per frame (ms)", "", "| stage | mean | p50 | p95 |", "|---|---|---|---|"]
-    lines += [f"| {stage} | {t['mean']:.1f} | {t['p50']:.1f} | {t['p95']:.1f} |" for stage, t in summary["timing_ms"].items()]
+    lines += [f"| {stage} | {t['mean']:.1f} | {t['p50']:.1f} | {t['p95']:.1f} |"
+              for stage, t in summary["timing_ms"].items()]
     lines += ["", "## Examples", ""] + [f"![{name}]({name})" for name in example_files] + [""]
     return "\n".join(lines)
 

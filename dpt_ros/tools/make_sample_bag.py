@@ -60,7 +60,8 @@ def write_sample_bag(path: Path | str, storage: str = "mcap", config: SequenceCo
         bag.add_topic(CAMERA_INFO_TOPIC, CAMERA_INFO)
         bag.add_topic(IMAGE_TOPIC, IMAGE)
         bag.add_topic(LIDAR_TOPIC, POINT_CLOUD)
-        static = [(BASE_FRAME, CAMERA_FRAME, config.rig.T_base_optical), (BASE_FRAME, LIDAR_FRAME, config.rig.T_base_lidar)]
+        static = [(BASE_FRAME, CAMERA_FRAME, config.rig.T_base_optical),
+                  (BASE_FRAME, LIDAR_FRAME, config.rig.T_base_lidar)]
         bag.write("/tf_static", config.start_time_ns, make_tf_message(static, config.start_time_ns))
         camera = config.camera
         frames = render_sequence(config)
@@ -71,7 +72,8 @@ def write_sample_bag(path: Path | str, storage: str = "mcap", config: SequenceCo
                                                                  CAMERA_FRAME))
             bag.write(IMAGE_TOPIC, stamp, make_image(frame.camera.rgb, "rgb8", stamp, CAMERA_FRAME))
             scan = frame.lidar
-            cloud = {"x": scan.points[:, 0], "y": scan.points[:, 1], "z": scan.points[:, 2], "intensity": scan.intensity}
+            cloud = {"x": scan.points[:, 0], "y": scan.points[:, 1], "z": scan.points[:, 2],
+                     "intensity": scan.intensity}
             bag.write(LIDAR_TOPIC, stamp, make_point_cloud(cloud, stamp, LIDAR_FRAME))
             n_points += len(scan.points)
     return SampleBag(Path(path), storage, config.n_frames, n_points)
