@@ -77,6 +77,7 @@ setup(
         "console_scripts": [
             "dpt-ros-weights = dpt_ros.tools.weights:main",
             "dpt-ros-depth-image = dpt_ros.tools.depth_image:main",
+            "depth_node = dpt_ros.ros.depth_node:main",
             "dpt-ros-make-sample = dpt_ros.tools.make_sample_bag:main",
             "dpt-ros-eval = dpt_ros.tools.evaluate_bag:main",
             "dpt-ros-replay = dpt_ros.tools.replay_bag:main",

@@ -14,6 +14,19 @@ _PUBLIC_API = {
     "get_preset": "dpt_ros.core.model.presets",
     "PRESETS": "dpt_ros.core.model.presets",
     "InferenceEngine": "dpt_ros.core.engine",
+    "project_lidar": "dpt_ros.core.lidar_projection",
+    "project_points": "dpt_ros.core.lidar_projection",
+    "ProjectedPoints": "dpt_ros.core.lidar_projection",
+    "fit_scale_shift": "dpt_ros.core.alignment",
+    "fit_scale": "dpt_ros.core.alignment",
+    "to_metric": "dpt_ros.core.alignment",
+    "AlignmentConfig": "dpt_ros.core.alignment",
+    "AlignmentResult": "dpt_ros.core.alignment",
+    "TemporalAlignmentFilter": "dpt_ros.core.temporal_filter",
+    "TemporalFilterConfig": "dpt_ros.core.temporal_filter",
+    "FilteredAlignment": "dpt_ros.core.temporal_filter",
+    "FilterState": "dpt_ros.core.temporal_filter",
+    "xyz_from_cloud_buffer": "dpt_ros.core.cloud_fields",
 }
 
 __all__ = sorted(_PUBLIC_API)

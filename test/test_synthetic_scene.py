@@ -23,7 +23,7 @@ from dpt_ros.core.synthetic_scene import (
     render_sequence,
     rotation_rpy,
     simulate_lidar,
-    street_scene,
+    drive_scene,
 )
 
 GREY = Surface((0.5, 0.5, 0.5))
@@ -93,7 +93,7 @@ def _signed_distances(scene: Scene, points: np.ndarray) -> np.ndarray:
 
 
 def test_exact_lidar_returns_lie_on_scene_surfaces():
-    scene = street_scene(seed=3)
+    scene = drive_scene(seed=3)
     T_world_lidar = make_transform(rotation_rpy(0.0, 0.02, 0.1), (1.0, 0.5, 1.9))
     scan = simulate_lidar(scene, EXACT_LIDAR, T_world_lidar, np.random.default_rng(0))
     assert len(scan.points) > 10_000 and not scan.is_edge_leak.any()
@@ -103,7 +103,7 @@ def test_exact_lidar_returns_lie_on_scene_surfaces():
 
 
 def test_lidar_noise_dropouts_and_edge_leaks_are_applied():
-    scene = street_scene(seed=3)
+    scene = drive_scene(seed=3)
     T_world_lidar = make_transform(np.eye(3), (0.0, 0.0, 1.9))
     config = LidarConfig(range_noise_std=0.05, dropout_probability=0.2, edge_leak_probability=1.0)
     exact = simulate_lidar(scene, EXACT_LIDAR, T_world_lidar, np.random.default_rng(0))

@@ -1,7 +1,8 @@
 """Synthetic scenes with exact ground truth: a vectorised ray caster, a textured RGB rendering, a moving
 vehicle with a pinhole camera and a simulated spinning LiDAR.
 
-Used by the sample rosbag generator, the demo and the tests. Everything is deterministic for a given seed.
+Used by the sample rosbag generator, the demo, the alignment tests and benchmarks. Everything is
+deterministic for a given seed.
 
 Frames (ROS conventions, REP 103 / REP 105):
   * world ``W`` and vehicle ``base_link`` ``B``: x forward, y left, z up (metres);
@@ -53,6 +54,10 @@ def invert_transform(transform: np.ndarray) -> np.ndarray:
 
 # optical axes expressed in the vehicle frame: x_C = −y_B, y_C = −z_B, z_C = x_B
 R_BASE_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+# the rotation taking LiDAR / vehicle axes (x forward, y left, z up; REP 103) to camera optical axes
+OPTICAL_FROM_LIDAR_ROTATION = R_BASE_OPTICAL.T
+# 4×4 rigid transform from a rotation and a translation (the name the alignment tests use)
+pose = make_transform
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -70,30 +75,40 @@ class Surface:
     lidar_albedo: float = 0.5
 
 
+GREY = Surface((0.5, 0.5, 0.5))
+
+
 @dataclass(frozen=True)
 class Plane:
     """Infinite plane {x : normal · x = offset}; ``normal`` need not be unit length."""
 
     normal: tuple[float, float, float]
     offset: float
-    surface: Surface
+    surface: Surface = GREY
 
 
 @dataclass(frozen=True)
 class Box:
-    """Box with centre, half extents (m) along its own axes, and a yaw (rad) about the world z axis."""
+    """Box with centre, half extents (m) along its own axes, and a yaw (rad) about the frame's z axis."""
 
     center: tuple[float, float, float]
     half_size: tuple[float, float, float]
-    surface: Surface
+    surface: Surface = GREY
     yaw: float = 0.0
+
+    @classmethod
+    def from_corners(cls, lower: tuple[float, float, float], upper: tuple[float, float, float],
+                     surface: Surface = GREY) -> "Box":
+        """Axis-aligned box between two opposite corners."""
+        low, high = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+        return cls(tuple((low + high) / 2), tuple((high - low) / 2), surface)
 
 
 @dataclass(frozen=True)
 class Sphere:
     center: tuple[float, float, float]
     radius: float
-    surface: Surface
+    surface: Surface = GREY
 
 
 Primitive = Plane | Box | Sphere
@@ -371,7 +386,7 @@ class SensorRig:
         return invert_transform(self.T_base_optical) @ self.T_base_lidar
 
 
-def street_scene(seed: int = 0) -> Scene:
+def drive_scene(seed: int = 0) -> Scene:
     """A street canyon: road, two façades, a far wall ~70 m ahead, parked boxes, poles and spheres at 4–60 m."""
     rng = np.random.default_rng(seed)
     road = Surface((0.45, 0.45, 0.47), checker_size=2.0, lidar_albedo=0.2)
@@ -432,7 +447,7 @@ class SequenceConfig:
     lidar: LidarConfig = LidarConfig()
     rig: SensorRig = field(default_factory=SensorRig)
     seed: int = 0
-    scene: Scene | None = None  # None: street_scene(seed)
+    scene: Scene | None = None  # None: drive_scene(seed)
 
 
 @dataclass(frozen=True)
@@ -446,7 +461,7 @@ class SyntheticFrame:
 
 def render_sequence(config: SequenceConfig = SequenceConfig()) -> Iterator[SyntheticFrame]:
     """Yields the frames of the drive; camera and LiDAR share each frame's stamp and vehicle pose."""
-    scene = config.scene if config.scene is not None else street_scene(config.seed)
+    scene = config.scene if config.scene is not None else drive_scene(config.seed)
     rng = np.random.default_rng(config.seed + 1)
     poses = vehicle_trajectory(config.n_frames, config.frame_period, config.speed, config.stop_frames)
     for index, T_world_base in enumerate(poses):
@@ -457,3 +472,52 @@ def render_sequence(config: SequenceConfig = SequenceConfig()) -> Iterator[Synth
             camera=render_camera(scene, config.camera, T_world_base @ config.rig.T_base_optical),
             lidar=simulate_lidar(scene, config.lidar, T_world_base @ config.rig.T_base_lidar, rng),
         )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Static scenes in the camera optical frame (alignment tests and benchmarks): camera at the origin
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def street_scene() -> Scene:
+    """Ground 1.5 m below the camera, a wall at 30 m, and boxes between 4 and 15 m at different depths."""
+    return Scene((
+        Plane(normal=(0.0, 1.0, 0.0), offset=1.5),
+        Plane(normal=(0.0, 0.0, 1.0), offset=30.0),
+        Box.from_corners((-3.0, -0.5, 6.0), (-1.0, 1.5, 8.0)),
+        Box.from_corners((0.5, -1.0, 4.0), (1.5, 1.5, 5.0)),
+        Box.from_corners((2.0, -2.0, 12.0), (5.0, 1.5, 15.0)),
+        Box.from_corners((-1.0, -3.0, 18.0), (1.0, 1.5, 20.0)),
+    ))
+
+
+def ray_cast(origin: np.ndarray, directions: np.ndarray, scene: Scene) -> np.ndarray:
+    """Distance parameter t of the first hit along origin + t · directions; (N,) float64, inf where none."""
+    return cast_rays(scene, np.asarray(origin, dtype=float), np.asarray(directions, dtype=float)).distance
+
+
+def render_depth(scene: Scene, K: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """Exact z-depth (height, width) float64 metres of a pinhole camera at the origin; inf where nothing is hit.
+
+    image_size is (width, height); rays go through pixel centres (integer pixel coordinates).
+    """
+    width, height = image_size
+    cols, rows = np.meshgrid(np.arange(width, dtype=float), np.arange(height, dtype=float))
+    pixels = np.stack((cols.ravel(), rows.ravel(), np.ones(cols.size)), axis=1)
+    directions = pixels @ np.linalg.inv(np.asarray(K, dtype=float)).T  # z component is 1: t is depth
+    return ray_cast(np.zeros(3), directions, scene).reshape(height, width)
+
+
+def spinning_lidar_scan(scene: Scene, T_cam_lidar: np.ndarray, n_beams: int = 64, n_azimuth: int = 1875,
+                        elevation_deg: tuple[float, float] = (-25.0, 3.0)) -> np.ndarray:
+    """Organised exact scan (n_beams · n_azimuth, 3) float32 in the LiDAR frame; NaN rows where a beam hits
+    nothing. T_cam_lidar: 4×4 pose of the LiDAR in the camera optical frame (maps LiDAR points into it).
+    64 beams × 1875 azimuth steps is a 120k-point, 360° scan like a 64-beam spinning sensor's."""
+    config = LidarConfig(n_beams=n_beams, elevation_min_deg=elevation_deg[0], elevation_max_deg=elevation_deg[1],
+                         azimuth_steps=n_azimuth)
+    directions_lidar = config.beam_directions().reshape(-1, 3)
+    T = np.asarray(T_cam_lidar, dtype=float)
+    ranges = ray_cast(T[:3, 3], directions_lidar @ T[:3, :3].T, scene)
+    points = directions_lidar * ranges[:, None]
+    points[~np.isfinite(ranges)] = np.nan
+    return points.astype(np.float32)

@@ -1,0 +1,36 @@
+"""From a DepthNodeConfig to a ready DepthPipeline: preset, weights path, engine, depth stage.
+
+Runs once at start-up. A missing or unusable weights file raises WeightsError, an unusable device
+ValueError; both messages tell the user what to do, and the node logs them as one line and exits.
+"""
+
+from pathlib import Path
+
+from dpt_ros.core.engine import InferenceEngine
+from dpt_ros.core.model.presets import get_preset
+from dpt_ros.core.node_config import DepthNodeConfig
+from dpt_ros.core.pipeline import DepthPipeline, ModelOutputDepth
+
+DEFAULT_WEIGHTS_DIR = Path("models")
+
+
+def weights_path(config: DepthNodeConfig, weights_file: str) -> Path:
+    """The configured weights path, or models/<the preset's weights file> when none is configured."""
+    return Path(config.weights) if config.weights else DEFAULT_WEIGHTS_DIR / weights_file
+
+
+def build_depth_pipeline(config: DepthNodeConfig) -> tuple[DepthPipeline, InferenceEngine]:
+    """Load the model once and wire the depth stage for its output kind."""
+    preset = get_preset(config.model)
+    overrides = config.parsed_architecture_overrides()
+    if overrides:
+        preset = preset.with_architecture(**overrides)
+    engine = InferenceEngine(
+        preset,
+        weights=weights_path(config, preset.weights_file),
+        device=config.device,
+        precision=config.precision,
+        allow_random_weights=config.allow_random_weights,
+        input_size=None if config.input_size == (0, 0) else config.input_size,
+    )
+    return DepthPipeline(engine, ModelOutputDepth(preset.output_kind)), engine

@@ -1,0 +1,200 @@
+"""The depth node's configuration: one typed dataclass that is also the parameter table.
+
+Every field is a ROS parameter of the same name. Its default, type, description, allowed range or
+choices, and whether it may change at runtime live in the field definition (`_param`); the ROS shell
+declares parameters from `parameter_specs()` and builds the dataclass back from their values, so no
+second mapping exists to drift. Validation is `__post_init__`: the same checks run for YAML files,
+launch overrides and runtime `ros2 param set`, and a rejection carries the reason.
+"""
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any
+
+from dpt_ros.core.pipeline import OutputOptions
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+INPUT_SIZE_MULTIPLE = 32
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """How one configuration field is exposed as a ROS parameter."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+
+
+def _param(
+    default: Any,
+    description: str,
+    *,
+    runtime: bool = False,
+    choices: tuple[str, ...] = (),
+    low: float | None = None,
+    high: float | None = None,
+) -> Any:
+    metadata = {"description": description, "read_only": not runtime, "choices": choices, "low": low, "high": high}
+    return field(default=default, metadata=metadata)
+
+
+def depth_preset_names() -> tuple[str, ...]:
+    """Presets whose output is depth (metric or relative); segmentation presets cannot drive this node."""
+    from dpt_ros.core.model.presets import PRESETS
+
+    depth_kinds = ("metric_depth", "relative_inverse_depth")
+    return tuple(sorted(name for name, preset in PRESETS.items() if preset.output_kind in depth_kinds))
+
+
+@dataclass(frozen=True)
+class DepthNodeConfig:
+    """All depth node settings. Units: metres for ranges, seconds for periods, pixels for sizes."""
+
+    model: str = _param(
+        "dpt_hybrid_midas",
+        "DPT preset: dpt_hybrid_kitti / dpt_hybrid_nyu give metres on 'depth'; dpt_large_midas / "
+        "dpt_hybrid_midas give relative inverse depth on 'depth/relative'",
+    )
+    weights: str = _param("", "weights file; empty = models/<the preset's weights file> under the working directory")
+    allow_random_weights: bool = _param(
+        False, "FOR DEMOS AND TESTS ONLY: run with random weights when the weights file is missing (outputs are noise)"
+    )
+    architecture_overrides: str = _param(
+        "",
+        "FOR TESTS AND DEMOS ONLY (needs allow_random_weights): JSON object of DPT architecture fields that shrink "
+        'the preset, e.g. {"embed_dim": 64, "depth": 4, "num_heads": 2}',
+    )
+    device: str = _param("auto", "auto (CUDA if available, else CPU, with a warning), cpu, cuda or cuda:N")
+    precision: str = _param(
+        "fp32", "inference precision; fp16 / bf16 are faster on GPUs but less exact than fp32",
+        choices=("fp32", "fp16", "bf16"),
+    )
+    input_size: tuple[int, int] = _param(
+        (0, 0), "network input [width, height], multiples of 32; [0, 0] = the preset's size"
+    )
+    image_transport: str = _param(
+        "raw", "raw: subscribe to sensor_msgs/Image on 'image'; compressed: CompressedImage on 'image/compressed'",
+        choices=("raw", "compressed"),
+    )
+    qos_in: str = _param(
+        "sensor_data", "QoS of the image and camera_info subscriptions (sensor_data = best effort)",
+        choices=("sensor_data", "reliable"),
+    )
+    qos_out: str = _param(
+        "reliable", "QoS of the outputs; reliable reaches both reliable and best-effort subscribers",
+        choices=("reliable", "sensor_data"),
+    )
+    publish_cloud: bool = _param(True, "publish the point cloud on 'points' (metric depth only)")
+    publish_mm: bool = _param(False, "also publish 16UC1 millimetres on 'depth/mm' (0 = invalid; metric only)")
+    publish_colored: bool = _param(False, "also publish a bgr8 colour-mapped depth on 'depth/colored' for people")
+    intrinsics_source: str = _param(
+        "K", "camera matrix for back-projection: K for raw images, P for rectified ones", runtime=True,
+        choices=("K", "P"),
+    )
+    output_scale: float = _param(
+        1.0, "publish depth, cloud and camera_info at this fraction of the image size", runtime=True, low=0.05, high=1.0
+    )
+    cloud_stride: int = _param(1, "keep every n-th row and column in the point cloud", runtime=True, low=1, high=64)
+    max_range: float = _param(
+        100.0, "metres; cloud points deeper than this are NaN", runtime=True, low=0.1, high=10000.0
+    )
+    cloud_rgb: bool = _param(True, "add the packed rgb field to the point cloud", runtime=True)
+    colored_range: tuple[float, float] = _param(
+        (0.0, 0.0), "[low, high] of the colour map in output units; [0, 0] stretches each frame", runtime=True
+    )
+    skip_when_unsubscribed: bool = _param(
+        True, "skip inference while no output topic has a subscriber", runtime=True
+    )
+    diagnostics_period: float = _param(1.0, "seconds between /diagnostics messages", low=0.1, high=60.0)
+
+    def __post_init__(self) -> None:
+        for spec in parameter_specs():
+            _check_spec(spec, getattr(self, spec.name))
+        if self.model not in depth_preset_names():
+            raise ValueError(f"model {self.model!r} is not a depth preset; use one of {list(depth_preset_names())}")
+        if not DEVICE_PATTERN.match(self.device):
+            raise ValueError(f"device {self.device!r} is not auto, cpu, cuda or cuda:N")
+        if self.input_size != (0, 0) and not all(
+            size > 0 and size % INPUT_SIZE_MULTIPLE == 0 for size in self.input_size
+        ):
+            raise ValueError(f"input_size {list(self.input_size)} must be [0, 0] or positive multiples of 32")
+        low, high = self.colored_range
+        if (low, high) != (0.0, 0.0) and not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"colored_range {list(self.colored_range)} must be [0, 0] or finite [low, high], low < high")
+        if self.architecture_overrides:
+            self.parsed_architecture_overrides()
+            if not self.allow_random_weights:
+                raise ValueError("architecture_overrides only works with allow_random_weights (no weights fit it)")
+
+    def parsed_architecture_overrides(self) -> dict[str, Any]:
+        """architecture_overrides as a dict; lists become tuples (the architecture's field types)."""
+        if not self.architecture_overrides:
+            return {}
+        try:
+            overrides = json.loads(self.architecture_overrides)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"architecture_overrides is not valid JSON: {error}") from None
+        if not isinstance(overrides, dict):
+            raise ValueError("architecture_overrides must be a JSON object")
+        return {key: tuple(value) if isinstance(value, list) else value for key, value in overrides.items()}
+
+    def output_options(self) -> OutputOptions:
+        """The per-frame output settings for the pipeline."""
+        return OutputOptions(
+            output_scale=self.output_scale,
+            cloud_stride=self.cloud_stride,
+            max_range=self.max_range,
+            cloud_rgb=self.cloud_rgb,
+            colored_range=None if self.colored_range == (0.0, 0.0) else self.colored_range,
+        )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "DepthNodeConfig":
+        """Build from parameter values (YAML, ROS parameters); unknown names are an error, lists -> tuples."""
+        unknown = set(values) - {spec.name for spec in parameter_specs()}
+        if unknown:
+            raise ValueError(f"unknown depth node parameters: {sorted(unknown)}")
+        return cls(**{name: _coerce(name, value) for name, value in values.items()})
+
+    def with_changes(self, changes: Mapping[str, Any]) -> "DepthNodeConfig":
+        """A validated copy with some parameters changed (raises ValueError with the reason)."""
+        return replace(self, **{name: _coerce(name, value) for name, value in changes.items()})
+
+
+def parameter_specs() -> tuple[ParameterSpec, ...]:
+    """One spec per DepthNodeConfig field, in declaration order."""
+    return tuple(
+        ParameterSpec(name=f.name, default=f.default, **f.metadata)
+        for f in fields(DepthNodeConfig)
+        if f.default is not MISSING
+    )
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Parameter values arrive as lists (or array.array) and ints for doubles; match the field's default."""
+    default = next(spec.default for spec in parameter_specs() if spec.name == name)
+    if isinstance(default, tuple):
+        return tuple(type(default[0])(v) for v in value)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _check_spec(spec: ParameterSpec, value: Any) -> None:
+    if type(value) is not type(spec.default) or (
+        isinstance(value, tuple) and (len(value) != len(spec.default) or any(type(v) is not type(spec.default[0])
+                                                                             for v in value))
+    ):
+        raise ValueError(f"{spec.name} must be like {spec.default!r}, got {value!r}")
+    if spec.choices and value not in spec.choices:
+        raise ValueError(f"{spec.name} {value!r} is not one of {list(spec.choices)}")
+    if spec.low is not None and not spec.low <= value <= spec.high:
+        raise ValueError(f"{spec.name} {value!r} is outside [{spec.low}, {spec.high}]")

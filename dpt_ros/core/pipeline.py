@@ -1,0 +1,212 @@
+"""One camera frame through the model to everything a depth node publishes, without ROS.
+
+    Frame (RGB + intrinsics) -> engine.infer -> depth stage -> [resize] -> cloud, colour map -> FrameOutputs
+
+The depth stage decides what the numbers mean. `ModelOutputDepth` trusts the model: metric presets
+give metres, the others relative inverse depth. A LiDAR-aligned stage (relative -> metres from
+projected LiDAR points) is another `DepthStage`; extra per-pixel cloud fields (e.g. segmentation
+labels) come from `ChannelProvider`s. A node only converts `FrameOutputs` to messages.
+"""
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import cv2
+import numpy as np
+
+from dpt_ros.core.camera import PinholeIntrinsics, scale_intrinsics
+from dpt_ros.core.colorize import colorize_depth
+from dpt_ros.core.pointcloud import PackedCloud, build_point_cloud
+
+METRIC_DEPTH: Final = "metric_depth"
+RELATIVE_INVERSE_DEPTH: Final = "relative_inverse_depth"
+DEPTH_KINDS: Final = (METRIC_DEPTH, RELATIVE_INVERSE_DEPTH)
+
+# What the published numbers are, in words, for logs and diagnostics.
+DEPTH_UNITS: Final[dict[str, str]] = {
+    METRIC_DEPTH: "metres along the optical axis",
+    RELATIVE_INVERSE_DEPTH: "relative inverse depth (unitless, larger = nearer; NOT metres)",
+}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One input frame. New per-frame inputs (e.g. LiDAR points) are added as fields with defaults.
+
+    rgb: (H, W, 3) uint8. camera: intrinsics at H x W, or None when no valid camera_info is known.
+    """
+
+    rgb: np.ndarray
+    camera: PinholeIntrinsics | None = None
+
+
+@dataclass(frozen=True)
+class DepthEstimate:
+    """values: (H, W) float32, NaN where unknown; metres if kind == METRIC_DEPTH, else relative inverse depth."""
+
+    values: np.ndarray
+    kind: str
+
+    @property
+    def is_metric(self) -> bool:
+        return self.kind == METRIC_DEPTH
+
+
+class InferenceBackend(Protocol):
+    """What the pipeline needs of dpt_ros.InferenceEngine."""
+
+    def infer(self, rgb: np.ndarray) -> np.ndarray: ...
+
+
+class DepthStage(Protocol):
+    """Turns the network's (H, W) prediction for a frame into a DepthEstimate at the frame's size."""
+
+    def __call__(self, prediction: np.ndarray, frame: Frame) -> DepthEstimate: ...
+
+
+class ChannelProvider(Protocol):
+    """Extra per-pixel point cloud fields for a frame: name -> (H, W) array of a PointField dtype."""
+
+    def __call__(self, frame: Frame, depth: DepthEstimate) -> dict[str, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class ModelOutputDepth:
+    """The model's own output: metres for metric presets (<= 0 or non-finite -> NaN), else relative."""
+
+    output_kind: str
+
+    def __post_init__(self) -> None:
+        if self.output_kind not in DEPTH_KINDS:
+            raise ValueError(f"a depth stage needs a depth model, not one with output {self.output_kind!r}")
+
+    def __call__(self, prediction: np.ndarray, frame: Frame) -> DepthEstimate:
+        values = np.asarray(prediction, dtype=np.float32)
+        with np.errstate(invalid="ignore"):
+            valid = np.isfinite(values) & ((values > 0) if self.output_kind == METRIC_DEPTH else True)
+        return DepthEstimate(np.where(valid, values, np.float32(np.nan)), self.output_kind)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Per-frame output choices (the runtime-changeable part of the node configuration).
+
+    output_scale: depth, cloud and camera model are produced at this fraction of the input size.
+    cloud_stride: keep every n-th row and column in the cloud. max_range: metres; deeper -> NaN.
+    colored_range: (low, high) of the colour map in output units, or None to stretch per frame.
+    """
+
+    output_scale: float = 1.0
+    cloud_stride: int = 1
+    max_range: float = float("inf")
+    cloud_rgb: bool = True
+    colored_range: tuple[float, float] | None = None
+
+
+@dataclass
+class FrameOutputs:
+    """Everything published for one frame, at output size (w, h) = depth.values.shape[::-1].
+
+    camera is the intrinsics at the output size (None without camera_info); cloud is None unless
+    requested, the depth is metric and the camera is known; colored is (h, w, 3) uint8 BGR or None.
+    timings_ms holds each stage's wall time.
+    """
+
+    depth: DepthEstimate
+    camera: PinholeIntrinsics | None
+    cloud: PackedCloud | None = None
+    colored: np.ndarray | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class DepthPipeline:
+    """Runs frames through an inference backend, a depth stage and the output builders."""
+
+    def __init__(
+        self,
+        engine: InferenceBackend,
+        depth_stage: DepthStage,
+        channel_providers: Sequence[ChannelProvider] = (),
+    ) -> None:
+        self.engine = engine
+        self.depth_stage = depth_stage
+        self.channel_providers = tuple(channel_providers)
+
+    def process(
+        self, frame: Frame, options: OutputOptions, *, want_cloud: bool = True, want_colored: bool = False
+    ) -> FrameOutputs:
+        """Run one frame; builds the cloud / colour map only when wanted (nobody subscribed -> no cost)."""
+        timings: dict[str, float] = {}
+        clock = _StageClock(timings)
+        with clock("inference"):
+            prediction = self.engine.infer(frame.rgb)
+        with clock("depth_stage"):
+            depth = self.depth_stage(prediction, frame)
+            channels = {name: values for provider in self.channel_providers for name, values in
+                        provider(frame, depth).items()}
+        with clock("resize"):
+            depth, rgb, channels, camera = _rescale(depth, frame, channels, options.output_scale)
+        outputs = FrameOutputs(depth=depth, camera=camera, timings_ms=timings)
+        if want_cloud and depth.is_metric and camera is not None:
+            with clock("cloud"):
+                outputs.cloud = build_point_cloud(
+                    depth.values,
+                    camera,
+                    stride=options.cloud_stride,
+                    max_range=options.max_range,
+                    rgb=rgb if options.cloud_rgb else None,
+                    channels=channels,
+                )
+        if want_colored:
+            with clock("colorize"):
+                outputs.colored = colorize_depth(
+                    depth.values, options.colored_range, near_is_high=not depth.is_metric
+                )
+        return outputs
+
+
+def output_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """(width, height) of outputs for an input of width x height at `scale` (at least 1 x 1)."""
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _rescale(
+    depth: DepthEstimate, frame: Frame, channels: dict[str, np.ndarray], scale: float
+) -> tuple[DepthEstimate, np.ndarray, dict[str, np.ndarray], PinholeIntrinsics | None]:
+    """Nearest-neighbour resize (pixel-centre convention, like the scaled intrinsics): never blends depths."""
+    height, width = depth.values.shape
+    size = output_size(width, height, scale)
+    if size == (width, height):
+        return depth, frame.rgb, channels, frame.camera
+
+    def resize(array: np.ndarray) -> np.ndarray:
+        return cv2.resize(array, size, interpolation=cv2.INTER_NEAREST_EXACT)
+
+    camera = scale_intrinsics(frame.camera, *size) if frame.camera is not None else None
+    return (
+        DepthEstimate(resize(depth.values), depth.kind),
+        resize(frame.rgb),
+        {name: resize(values) for name, values in channels.items()},
+        camera,
+    )
+
+
+class _StageClock:
+    """`with clock("name"):` adds the block's wall time in ms to timings["name"]."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self._timings = timings
+        self._name = ""
+        self._start = 0.0
+
+    def __call__(self, name: str) -> "_StageClock":
+        self._name = name
+        return self
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._timings[self._name] = (time.perf_counter() - self._start) * 1000.0

@@ -1,0 +1,115 @@
+"""sensor_msgs <-> core arrays. Thin: each function unpacks message fields and calls a pure core function.
+
+Headers are passed through unchanged (same stamp, same frame_id) so downstream TF look-ups and
+synchronisers see outputs exactly where and when the camera saw the image.
+"""
+
+import array
+from collections.abc import Mapping
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from std_msgs.msg import Header
+
+from dpt_ros.core.camera import IntrinsicsSource, PinholeIntrinsics, intrinsics_from_matrices, scale_camera_matrices
+from dpt_ros.core.image_codec import decode_compressed_image, decode_raw_image
+from dpt_ros.core.pointcloud import PackedCloud
+
+# numpy pixel layout -> (ROS encoding, bytes per pixel) of the images this package publishes
+OUTPUT_ENCODINGS = {
+    (np.dtype("<f4"), 1): "32FC1",
+    (np.dtype("<u2"), 1): "16UC1",
+    (np.dtype(np.uint8), 3): "bgr8",
+}
+
+
+def stamp_ns(stamp: Time) -> int:
+    """builtin_interfaces/Time -> integer nanoseconds (for ordering stamps)."""
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def rgb_from_image(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image -> (H, W, 3) uint8 RGB; raises InputError for bad encodings or sizes."""
+    return decode_raw_image(msg.data, msg.width, msg.height, msg.encoding, msg.step)
+
+
+def rgb_from_compressed(msg: CompressedImage) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB; raises InputError."""
+    return decode_compressed_image(msg.data, msg.format)
+
+
+def intrinsics_from_camera_info(msg: CameraInfo, source: IntrinsicsSource) -> PinholeIntrinsics:
+    """CameraInfo -> pinhole intrinsics from K or P; raises InputError when unusable (e.g. K all zeros)."""
+    return intrinsics_from_matrices(msg.k, msg.p, msg.width, msg.height, source)
+
+
+def camera_info_at(msg: CameraInfo, header: Header, width: int, height: int) -> CameraInfo:
+    """The camera_info for a width x height resize of msg's image, stamped with `header`."""
+    k, p = scale_camera_matrices(msg.k, msg.p, (msg.width, msg.height), (width, height))
+    return CameraInfo(
+        header=header,
+        width=width,
+        height=height,
+        distortion_model=msg.distortion_model,
+        d=msg.d,
+        k=k,
+        r=msg.r,
+        p=p,
+        binning_x=msg.binning_x,
+        binning_y=msg.binning_y,
+        roi=msg.roi,
+    )
+
+
+def image_msg(header: Header, pixels: np.ndarray) -> Image:
+    """(H, W) float32 / uint16 or (H, W, 3) uint8 BGR pixels -> sensor_msgs/Image (little-endian)."""
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    encoding = OUTPUT_ENCODINGS[(pixels.dtype, channels)]
+    height, width = pixels.shape[:2]
+    return Image(
+        header=header,
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=0,
+        step=width * channels * pixels.dtype.itemsize,
+        data=_byte_array(pixels),
+    )
+
+
+def point_cloud_msg(header: Header, cloud: PackedCloud) -> PointCloud2:
+    """Packed cloud from dpt_ros.core.pointcloud -> sensor_msgs/PointCloud2 (organized, little-endian)."""
+    return PointCloud2(
+        header=header,
+        height=cloud.height,
+        width=cloud.width,
+        fields=[PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in cloud.fields],
+        is_bigendian=False,
+        point_step=cloud.point_step,
+        row_step=cloud.row_step,
+        data=_byte_array(cloud.data),
+        is_dense=cloud.is_dense,
+    )
+
+
+def diagnostic_array(
+    stamp: Time, name: str, hardware_id: str, level: bytes, message: str, values: Mapping[str, str]
+) -> DiagnosticArray:
+    """One DiagnosticStatus (level: DiagnosticStatus.OK/WARN/ERROR) wrapped in a DiagnosticArray."""
+    status = DiagnosticStatus(
+        level=level,
+        name=name,
+        message=message,
+        hardware_id=hardware_id,
+        values=[KeyValue(key=key, value=value) for key, value in values.items()],
+    )
+    return DiagnosticArray(header=Header(stamp=stamp), status=[status])
+
+
+def _byte_array(pixels: np.ndarray) -> array.array:
+    """One memcpy into the array.array('B') that rclpy's uint8[] fields take without per-element checks."""
+    data = array.array("B")
+    data.frombytes(memoryview(np.ascontiguousarray(pixels)).cast("B"))
+    return data

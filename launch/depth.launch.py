@@ -1,0 +1,74 @@
+"""Start dpt_ros's depth_node with config/depth.yaml (or another params file) for one camera.
+
+    ros2 launch dpt_ros depth.launch.py namespace:=camera image_topic:=image_rect \
+        model:=dpt_hybrid_kitti weights:=/data/models/dpt_hybrid_kitti.pt
+
+Launch arguments left empty keep the params file's value. Topics are resolved in `namespace`, so
+with namespace:=camera the node reads /camera/image_rect and /camera/camera_info and publishes
+/camera/depth, /camera/points, ... Only the public launch / launch_ros API is used.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.launch_context import LaunchContext
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "dpt_ros"
+
+# name -> (default, description)
+LAUNCH_ARGUMENTS = {
+    "namespace": ("camera", "camera namespace the node's topics live in"),
+    "image_topic": ("image_raw", "camera image topic (relative to namespace); '/compressed' is appended for "
+                                 "image_transport compressed"),
+    "camera_info_topic": ("camera_info", "CameraInfo topic (relative to namespace)"),
+    "params_file": ("", "parameters YAML; empty = the installed config/depth.yaml"),
+    "model": ("", "DPT preset, e.g. dpt_hybrid_kitti; empty = the params file's"),
+    "weights": ("", "weights file; empty = the params file's"),
+    "image_transport": ("", "raw or compressed; empty = the params file's"),
+    "use_shm_profile": ("true", "use config/fastdds_shm.xml unless FASTDDS_DEFAULT_PROFILES_FILE is already set"),
+}
+
+
+def _depth_node(context: LaunchContext) -> list[Node]:
+    share = get_package_share_directory(PACKAGE)
+    args = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
+    overrides = {}
+    if args["model"]:
+        overrides["model"] = args["model"]
+    if args["weights"]:
+        overrides["weights"] = args["weights"]
+    if args["image_transport"]:
+        overrides["image_transport"] = args["image_transport"]
+    environment = {}
+    if args["use_shm_profile"].lower() == "true" and "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ:
+        environment["FASTDDS_DEFAULT_PROFILES_FILE"] = os.path.join(share, "config", "fastdds_shm.xml")
+    image_topic = args["image_topic"]
+    return [
+        Node(
+            package=PACKAGE,
+            executable="depth_node",
+            name="depth_node",
+            namespace=args["namespace"],
+            parameters=[args["params_file"] or os.path.join(share, "config", "depth.yaml"), overrides],
+            remappings=[
+                ("image", image_topic),
+                ("image/compressed", image_topic + "/compressed"),
+                ("camera_info", args["camera_info_topic"]),
+            ],
+            additional_env=environment,
+            output="screen",
+            emulate_tty=True,
+        )
+    ]
+
+
+def generate_launch_description() -> LaunchDescription:
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=description)
+         for name, (default, description) in LAUNCH_ARGUMENTS.items()]
+        + [OpaqueFunction(function=_depth_node)]
+    )

@@ -1,0 +1,67 @@
+"""The depth node's parameter table: defaults, validation, the shipped YAML file."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dpt_ros.core.node_config import DepthNodeConfig, parameter_specs
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def yaml_parameters() -> dict:
+    return yaml.safe_load((REPO_ROOT / "config" / "depth.yaml").read_text())["/**"]["ros__parameters"]
+
+
+def test_every_field_is_a_described_parameter() -> None:
+    specs = parameter_specs()
+    assert [s.name for s in specs] == list(DepthNodeConfig.__dataclass_fields__)
+    for spec in specs:
+        assert len(spec.description) > 20, spec.name
+        assert (spec.low is None) == (spec.high is None), spec.name
+
+
+def test_shipped_yaml_names_every_parameter_and_equals_the_defaults() -> None:
+    values = yaml_parameters()
+    assert set(values) == {s.name for s in parameter_specs()}
+    assert DepthNodeConfig.from_mapping(values) == DepthNodeConfig()
+
+
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({"model": "dpt_large_ade20k"}, "not a depth preset"),
+        ({"model": "nope"}, "not a depth preset"),
+        ({"precision": "fp8"}, "not one of"),
+        ({"device": "gpu"}, "device"),
+        ({"cloud_stride": 0}, "outside"),
+        ({"max_range": -1.0}, "outside"),
+        ({"output_scale": 2.0}, "outside"),
+        ({"input_size": [100, 64]}, "multiples of 32"),
+        ({"input_size": [64]}, "must be like"),
+        ({"colored_range": [2.0, 1.0]}, "low < high"),
+        ({"architecture_overrides": '{"depth": 2}'}, "allow_random_weights"),
+        ({"architecture_overrides": "{oops", "allow_random_weights": True}, "JSON"),
+        ({"cloud_rgb": 1}, "must be like"),
+        ({"not_a_parameter": 1}, "unknown"),
+    ],
+)
+def test_invalid_values_are_rejected_with_a_reason(changes, reason) -> None:
+    with pytest.raises(ValueError, match=reason):
+        DepthNodeConfig.from_mapping(changes)
+    if "not_a_parameter" not in changes:
+        with pytest.raises(ValueError, match=reason):
+            DepthNodeConfig().with_changes(changes)
+
+
+def test_values_from_ros_are_coerced_and_output_options_follow() -> None:
+    config = DepthNodeConfig.from_mapping(
+        {"max_range": 20, "input_size": [96, 64], "colored_range": [0.5, 4], "cloud_stride": 2,
+         "architecture_overrides": '{"taps": [0, 1, 2, 3]}', "allow_random_weights": True}
+    )
+    assert config.max_range == 20.0 and config.input_size == (96, 64)
+    assert config.parsed_architecture_overrides() == {"taps": (0, 1, 2, 3)}
+    options = config.output_options()
+    assert (options.max_range, options.cloud_stride, options.colored_range) == (20.0, 2, (0.5, 4.0))
+    assert DepthNodeConfig().output_options().colored_range is None
