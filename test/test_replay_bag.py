@@ -41,7 +41,8 @@ def test_replay_publishes_every_message_unchanged_at_the_recorded_pace(tmp_path,
     start = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "dpt_ros.tools.replay_bag", str(source), "--rate", str(rate), "--record",
-         str(recording), "--record-topics", "/camera/image_raw", "/lidar/points", "--linger", "1"],
+         str(recording), "--record-topics", "/cam/image", "/lidar/points", "--linger", "1",
+         "--remap", "/camera/image_raw:=/cam/image"],
         env=_environment(), capture_output=True, text=True, timeout=60)
     elapsed = time.monotonic() - start
     assert result.returncode == 0, result.stderr
@@ -49,15 +50,15 @@ def test_replay_publishes_every_message_unchanged_at_the_recorded_pace(tmp_path,
     assert "not publishing /tf, /tf_static" in result.stderr or "/tf_static 1" in result.stdout
 
     counts = {t.name: t.count for t in bag_topics(open_bag(recording))}
-    assert counts == {"/camera/image_raw": N_FRAMES, "/lidar/points": N_FRAMES}
-    for topic in ("/camera/image_raw", "/lidar/points"):
-        for sent, received in zip(_messages(source, topic), _messages(recording, topic)):
+    assert counts == {"/cam/image": N_FRAMES, "/lidar/points": N_FRAMES}
+    for sent_topic, topic in (("/camera/image_raw", "/cam/image"), ("/lidar/points", "/lidar/points")):
+        for sent, received in zip(_messages(source, sent_topic), _messages(recording, topic)):
             assert (sent.header.stamp.sec, sent.header.stamp.nanosec) == (received.header.stamp.sec,
                                                                         received.header.stamp.nanosec)
             assert np.array_equal(sent.data, received.data)
     # receive times keep the bag's spacing, stretched by 1 / rate
     reader = open_bag(recording)
-    stamps = [t for _, t, _ in iterate_messages(reader, ["/camera/image_raw"])]
+    stamps = [t for _, t, _ in iterate_messages(reader, ["/cam/image"])]
     reader.close()
     gaps = np.diff(stamps) / 1e9
     np.testing.assert_allclose(gaps, 0.1 / rate, atol=0.08)

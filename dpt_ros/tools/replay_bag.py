@@ -41,6 +41,7 @@ class ReplayOptions:
     start_offset: float = 0.0  # seconds into the bag to start at
     loop: bool = False
     topics: list[str] | None = None  # None: every topic whose type is importable
+    remap: dict[str, str] = field(default_factory=dict)  # bag topic -> topic to publish on
     wait_for_subscriber: str | None = None  # topic that must have a subscriber before playing
     wait_timeout: float = 30.0
     record: Path | None = None
@@ -125,7 +126,7 @@ def replay(bag_path: Path, options: ReplayOptions) -> dict[str, int]:
         latched = any(_is_latched(c) for c in reader.connections if c.topic == topic)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
-        publishers[topic] = node.create_publisher(cls, topic, qos)
+        publishers[topic] = node.create_publisher(cls, options.remap.get(topic, topic), qos)
 
     recorder = _Recorder(node, options.record, options.record_format, options.record_topics) \
         if options.record else None
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-offset", type=float, default=0.0, help="seconds into the bag to start at")
     parser.add_argument("--loop", action="store_true", help="play again from the start until interrupted")
     parser.add_argument("--topics", nargs="+", help="only these topics (default: all)")
+    parser.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO", help="publish bag topic FROM on TO")
     parser.add_argument("--wait-for-subscriber", metavar="TOPIC", help="wait until TOPIC has a subscriber")
     parser.add_argument("--wait-timeout", type=float, default=30.0)
     parser.add_argument("--record", type=Path, metavar="OUT", help="record --record-topics into this bag")
@@ -206,7 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rate must be > 0 and --start-offset >= 0")
     if args.record and not args.record_topics:
         parser.error("--record needs --record-topics")
+    if any(":=" not in rule for rule in args.remap):
+        parser.error("--remap rules look like /camera/image_raw:=/cam0/image")
+    remap = dict(rule.split(":=", 1) for rule in args.remap)
     options = ReplayOptions(rate=args.rate, start_offset=args.start_offset, loop=args.loop, topics=args.topics,
+                            remap=remap,
                             wait_for_subscriber=args.wait_for_subscriber, wait_timeout=args.wait_timeout,
                             record=args.record, record_topics=args.record_topics, record_format=args.record_format,
                             linger=args.linger)
