@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import dpt_ros.core.depth_setup as depth_setup
 from dpt_ros.core.depth_evaluation import HoldoutConfig, holdout_mask
 from dpt_ros.core.lidar_projection import project_lidar
 from dpt_ros.core.synthetic_scene import (
@@ -135,7 +136,7 @@ def test_affine_distortion_is_undone_by_alignment_and_costs_median_scaling_the_k
         scan = frame.lidar
         fitting = scan.points[~holdout_mask(len(scan.points), OPTIONS.holdout, record.index)]
         sparse = project_lidar(fitting, config.rig.T_optical_lidar, CAMERA.K, (CAMERA.width, CAMERA.height),
-                               min_range=OPTIONS.alignment.min_range)
+                               min_range=OPTIONS.node_config.lidar_min_range)
         m = float(np.nanmedian(sparse))
         z = record.held_out.depth
         expected = np.mean(np.abs(b * (m - z)) / (a + b * z))
@@ -162,12 +163,12 @@ def test_corrupted_region_scores_its_share_of_the_error(exact_bags, tmp_path, mo
 def test_held_out_points_never_share_a_point_or_pixel_with_the_fitting_set(exact_bags, tmp_path, monkeypatch):
     fitting_scans = []
 
-    class SpyAligner(evaluate_module.LidarAligner):
-        def align(self, prediction, stamp, lens, scan):
+    class SpyAligner(depth_setup.LidarAligner):  # the node's aligner, as its pipeline builds it
+        def align(self, prediction, stamp, lens, scan, *args):
             fitting_scans.append(scan.points_xyz.copy())
-            return super().align(prediction, stamp, lens, scan)
+            return super().align(prediction, stamp, lens, scan, *args)
 
-    monkeypatch.setattr(evaluate_module, "LidarAligner", SpyAligner)
+    monkeypatch.setattr(depth_setup, "LidarAligner", SpyAligner)
     records = _records(monkeypatch)
     config = exact_config()
     _run(exact_bags["mcap"], TruthPredictor(config), tmp_path)

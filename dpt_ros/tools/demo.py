@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dpt_ros.core.node_config import DepthNodeConfig
 from dpt_ros.tools.evaluate_bag import EvaluationError, EvaluationOptions, build_engine, evaluate_bag, \
     one_line_summary, reproduce_node_depth
 from dpt_ros.tools.make_sample_bag import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, sample_config, \
@@ -92,13 +93,16 @@ def write_random_weights(path: Path, seed: int) -> None:
 
 
 def node_parameters(model: DemoModel, T_cam_lidar: np.ndarray) -> dict:
+    """The depth node's parameters for the demo; the offline evaluation uses the very same."""
     parameters = {
         "model": PRESET,
         "weights": str(model.weights.resolve()),
         "allow_random_weights": model.random_weights,
         "architecture_overrides": model.architecture_overrides,
         "device": "cpu",
+        "lidar_alignment": True,
         "lidar_to_camera": [float(v) for v in T_cam_lidar.reshape(-1)],
+        "publish_cloud": False,
         "skip_when_unsubscribed": False,
     }
     if model.input_size:
@@ -160,15 +164,18 @@ class LiveComparison:
     kinds: tuple[str, ...]  # topics the node answered on
 
 
-def recorded_depth(recording: Path) -> dict[int, tuple[str, np.ndarray]]:
-    """Header stamp ns -> (topic, (H, W) float32) of the node's 32FC1 outputs in a recorded bag."""
+def recorded_depth(recording: Path, namespace: str = "") -> dict[int, tuple[str, np.ndarray]]:
+    """Header stamp ns -> (topic without the namespace, (H, W) float32) of the node's 32FC1 outputs
+    ('depth', 'depth/relative') recorded in a bag."""
     reader = open_bag(recording)
     depth: dict[int, tuple[str, np.ndarray]] = {}
     try:
-        topics = [t.name for t in bag_topics(reader) if t.name in ("/depth", "/depth/relative")]
+        wanted = (f"{namespace}/depth", f"{namespace}/depth/relative")
+        topics = [t.name for t in bag_topics(reader) if t.name in wanted]
         for topic, _, message in iterate_messages(reader, topics):
             pixels = np.frombuffer(np.asarray(message.data, dtype=np.uint8).tobytes(), dtype="<f4")
-            depth[stamp_to_ns(message.header)] = (topic, pixels.reshape(message.height, message.width))
+            depth[stamp_to_ns(message.header)] = (topic.removeprefix(namespace),
+                                                  pixels.reshape(message.height, message.width))
     finally:
         reader.close()
     return depth
@@ -202,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--rate", type=float, default=0.25, help="replay speed (slow enough for a CPU node)")
     args = parser.parse_args(argv)
+    from dpt_ros.core.model.checkpoint import WeightsError
     from dpt_ros.tools.replay_bag import ReplayOptions, replay
 
     started = time.monotonic()
@@ -215,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         model = choose_model(args.models, output)
         print(f"[2/5] model: {model.description}")
 
-        node, log_path = start_node(node_parameters(model, config.rig.T_optical_lidar), output)
+        parameters = node_parameters(model, config.rig.T_optical_lidar)
+        node_config = DepthNodeConfig.from_mapping(parameters)
+        node, log_path = start_node(parameters, output)
         recording = output / "node_outputs"
         try:
             published = replay(bag, ReplayOptions(
@@ -228,19 +238,19 @@ def main(argv: list[str] | None = None) -> int:
               f"{counts.get('/depth', 0)} metric and {counts.get('/depth/relative', 0)} relative depth images "
               f"(recorded in {recording}, node log {log_path}) ({time.monotonic() - started:.0f} s)")
 
-        engine, model_info = build_engine(PRESET, str(model.weights), model.random_weights,
-                                          model.architecture_overrides, "cpu", "fp32", model.input_size)
-        model_info["random_weights"] = model.random_weights
+        engine, model_info = build_engine(node_config)
+        model_info["random_weights"] = model.random_weights  # a seeded random file counts as random
         predictor = CachedPredictor(engine)
         output_kind = engine.preset.output_kind
-        comparison = compare_live_and_offline(recorded_depth(recording), reproduce_node_depth(bag, predictor,
-                                                                                              output_kind))
+        options = EvaluationOptions(node_config=node_config)
+        offline = reproduce_node_depth(bag, predictor, output_kind, options)
+        comparison = compare_live_and_offline(recorded_depth(recording), offline)
         print(f"[4/5] live node vs offline core path: {comparison.n_compared} frames compared, max |difference| "
               f"{comparison.max_abs_difference:.2e} ({', '.join(comparison.kinds) or 'no output'}), "
               f"{comparison.mismatched_validity} pixels valid in only one ({time.monotonic() - started:.0f} s)")
-        report, summary = evaluate_bag(bag, predictor, output_kind, output / "evaluation",
-                                       EvaluationOptions(), model_info=model_info)
-    except (BagError, EvaluationError) as error:
+        report, summary = evaluate_bag(bag, predictor, output_kind, output / "evaluation", options,
+                                       model_info=model_info)
+    except (BagError, EvaluationError, WeightsError, ValueError) as error:
         print(f"dpt-ros-demo: {error}", file=sys.stderr)
         return 2
     print(f"[5/5] evaluation ({time.monotonic() - started:.0f} s in all)")

@@ -1,8 +1,9 @@
 """`dpt-ros-eval BAG`: score the depth node's core path on a recorded bag against held-out LiDAR points.
 
-No ROS runtime needed (rosbags + the ROS-free core). Each frame runs exactly what the node runs — the
-inference engine, then the LiDAR aligner (projection, robust scale/shift fit, temporal filter, metres) —
-but the aligner only sees the *fitting* part of each scan; the *held-out* part scores the result, together
+No ROS runtime needed (rosbags + the ROS-free core). Each frame runs exactly what the node runs — the node's
+configuration (`DepthNodeConfig`, from its parameters file and options), its `DepthPipeline` with the same
+inference engine and LiDAR-aligned depth stage (projection, robust scale/shift fit, temporal filter, metres) —
+but the stage only sees the *fitting* part of each scan; the *held-out* part scores the result, together
 with baselines on the same points: plain least squares, median scaling and LiDAR only.
 
 Writes metrics.json, per_frame.csv, PNG plots and report.md into the run folder (and optionally a bag with
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -25,7 +25,8 @@ import numpy as np
 from tqdm import tqdm
 
 from dpt_ros.core.alignment import DEPTH, INVERSE_DEPTH, fit_samples, to_metric
-from dpt_ros.core.camera import intrinsics_from_matrices
+from dpt_ros.core.camera import PinholeIntrinsics, intrinsics_from_matrices, require_resolution
+from dpt_ros.core.depth_setup import depth_stage
 from dpt_ros.core.cloud_fields import POINT_FIELD_DTYPES, xyz_from_cloud_buffer
 from dpt_ros.core.depth_evaluation import (
     HoldoutConfig,
@@ -37,18 +38,12 @@ from dpt_ros.core.depth_evaluation import (
     score_points,
     static_pixel_flicker,
 )
-from dpt_ros.core.extrinsics import transform_from_parameter
 from dpt_ros.core.image_codec import decode_compressed_image, decode_raw_image
 from dpt_ros.core.input_errors import InputError
-from dpt_ros.core.lidar_depth import (
-    RELATIVE_INVERSE_DEPTH,
-    AlignedDepth,
-    LensModel,
-    LidarAligner,
-    LidarAlignmentSettings,
-    LidarScan,
-)
+from dpt_ros.core.lidar_depth import AlignedDepth, LensModel, LidarFrameInput, LidarScan
 from dpt_ros.core.lidar_projection import keep_nearest_per_pixel, project_points
+from dpt_ros.core.node_config import DepthNodeConfig
+from dpt_ros.core.pipeline import RELATIVE_INVERSE_DEPTH, DepthPipeline, Frame
 from dpt_ros.tools.bag_frames import PairedFrame, SkippedFrame, TopicSelection, paired_frames, read_transform_tree, \
     select_topics
 from dpt_ros.tools.bag_transforms import TransformLookupError, TransformTree
@@ -74,14 +69,19 @@ class DepthPredictor(Protocol):
     def infer(self, rgb: np.ndarray) -> np.ndarray: ...
 
 
+def _node_defaults() -> DepthNodeConfig:
+    return DepthNodeConfig(lidar_alignment=True)
+
+
 @dataclass(frozen=True)
 class EvaluationOptions:
+    """node_config: the depth node's settings (lidar_* for pairing, extrinsic and alignment; intrinsics_source).
+    Its lidar_to_camera, when set, overrides the bag's TF, as in the node."""
+
     holdout: HoldoutConfig = HoldoutConfig()
-    alignment: LidarAlignmentSettings = LidarAlignmentSettings()
-    max_lidar_dt: float = 0.1  # seconds between an image and its scan, as in the node
+    node_config: DepthNodeConfig = dataclasses.field(default_factory=_node_defaults)
     min_depth: float = 1e-3  # metres, scoring range (KITTI protocol)
     max_depth: float = 80.0
-    extrinsic: np.ndarray | None = None  # T_cam_lidar overriding the bag's TF
     max_frames: int | None = None
     n_examples: int = 3
     output_bag: Path | None = None
@@ -95,6 +95,7 @@ class EvaluationError(RuntimeError):
 @dataclass
 class _FrameInputs:
     rgb: np.ndarray
+    intrinsics: PinholeIntrinsics
     lens: LensModel
     xyz: np.ndarray  # (N, 3) LiDAR frame
     ring: np.ndarray | None
@@ -122,7 +123,18 @@ def _cloud_column(cloud: Any, name: str) -> np.ndarray | None:
     return None
 
 
-def _decode(pair: PairedFrame, tree: TransformTree, extrinsic: np.ndarray | None) -> _FrameInputs:
+def _lens(info: Any, intrinsics_source: str) -> LensModel:
+    """The lens the prediction is for, as the node builds it (dpt_ros.ros.lidar_input.lens_from_camera_info, which
+    lives in the rclpy layer): raw images use K and D; rectified ones (source P) P[:3, :3] and no distortion."""
+    size = (info.width, info.height)
+    if intrinsics_source == "P":
+        return LensModel(np.asarray(_field(info, "p", "P"), dtype=np.float64).reshape(3, 4)[:, :3], size)
+    distortion = np.asarray(_field(info, "d", "D"), dtype=np.float64)
+    return LensModel(np.asarray(_field(info, "k", "K"), dtype=np.float64).reshape(3, 3), size,
+                     distortion if len(distortion) else None, info.distortion_model)
+
+
+def _decode(pair: PairedFrame, tree: TransformTree, config: DepthNodeConfig) -> _FrameInputs:
     """Message → arrays, with the node's own decoders; raises InputError / ValueError / TransformLookupError."""
     image = pair.image
     if hasattr(image, "format"):
@@ -131,21 +143,17 @@ def _decode(pair: PairedFrame, tree: TransformTree, extrinsic: np.ndarray | None
         rgb = decode_raw_image(np.asarray(image.data, dtype=np.uint8), image.width, image.height, image.encoding,
                                image.step)
     info = pair.camera_info
-    intrinsics_from_matrices(_field(info, "k", "K"), _field(info, "p", "P"), info.width, info.height)  # validates
-    if (info.width, info.height) != (rgb.shape[1], rgb.shape[0]):
-        raise InputError("camera_info_resolution_mismatch",
-                         f"camera_info is {info.width}x{info.height} but the image is {rgb.shape[1]}x{rgb.shape[0]}")
-    distortion = np.asarray(_field(info, "d", "D"), dtype=np.float64)
-    lens = LensModel(np.asarray(_field(info, "k", "K"), dtype=np.float64).reshape(3, 3), (info.width, info.height),
-                     distortion if distortion.size and np.any(distortion) else None,
-                     info.distortion_model or "plumb_bob")
+    intrinsics = intrinsics_from_matrices(_field(info, "k", "K"), _field(info, "p", "P"), info.width, info.height,
+                                          config.intrinsics_source)
+    require_resolution(intrinsics, rgb.shape[1], rgb.shape[0])
     cloud = pair.cloud
     xyz = xyz_from_cloud_buffer(np.asarray(cloud.data, dtype=np.uint8), cloud.fields, cloud.point_step,
                                 cloud.row_step, cloud.width, cloud.height, cloud.is_bigendian)
-    source = "parameter" if extrinsic is not None else "tf"
+    extrinsic, source = config.lidar_extrinsic(), "parameter"
     if extrinsic is None:
-        extrinsic = tree.lookup(image.header.frame_id, cloud.header.frame_id, pair.stamp_ns)
-    return _FrameInputs(rgb, lens, xyz, _cloud_column(cloud, "ring"), extrinsic, source)
+        extrinsic, source = tree.lookup(image.header.frame_id, cloud.header.frame_id, pair.stamp_ns), "tf"
+    return _FrameInputs(rgb, intrinsics, _lens(info, config.intrinsics_source), xyz, _cloud_column(cloud, "ring"),
+                        extrinsic, source)
 
 
 def _pixel_samples_of_sparse(sparse: np.ndarray | None) -> PixelSamples:
@@ -174,27 +182,45 @@ def _baselines(prediction: np.ndarray, output_kind: str, fitting: PixelSamples, 
     }
 
 
-def _node_path(predictor: DepthPredictor, aligner: LidarAligner, inputs: _FrameInputs, fitting_xyz: np.ndarray,
-               stamp_ns: int, timings: dict[str, float]) -> tuple[np.ndarray, AlignedDepth]:
-    """What the node does with a frame: infer, then align to the given LiDAR points (timed into ``timings``)."""
-    start = time.perf_counter()
-    prediction = np.asarray(predictor.infer(inputs.rgb), dtype=np.float32)
-    timings["inference"] = (time.perf_counter() - start) * 1e3
-    if prediction.shape != inputs.rgb.shape[:2]:
-        raise EvaluationError(f"the model returned {prediction.shape} for a {inputs.rgb.shape[:2]} image")
-    start = time.perf_counter()
-    scan = LidarScan(fitting_xyz, inputs.T_cam_lidar, stamp_ns / 1e9, inputs.extrinsic_source)
-    aligned = aligner.align(prediction, stamp_ns / 1e9, inputs.lens, scan)
-    timings["alignment"] = (time.perf_counter() - start) * 1e3
-    return prediction, aligned
+class _RecordingPredictor:
+    """Passes inference through and keeps the last raw prediction (the baselines start from it)."""
+
+    def __init__(self, predictor: DepthPredictor) -> None:
+        self.predictor = predictor
+        self.last: np.ndarray | None = None
+
+    def infer(self, rgb: np.ndarray) -> np.ndarray:
+        self.last = np.asarray(self.predictor.infer(rgb), dtype=np.float32)
+        if self.last.shape != rgb.shape[:2]:
+            raise EvaluationError(f"the model returned {self.last.shape} for a {rgb.shape[:2]} image")
+        return self.last
+
+
+class NodePath:
+    """The node's per-frame processing: its DepthPipeline with the depth stage it builds for this config."""
+
+    def __init__(self, predictor: DepthPredictor, output_kind: str, config: DepthNodeConfig) -> None:
+        # scores are taken at the image's resolution; the cloud is not needed
+        self.config = config.with_changes({"lidar_alignment": True, "output_scale": 1.0})
+        self.recorder = _RecordingPredictor(predictor)
+        self.pipeline = DepthPipeline(self.recorder, depth_stage(self.config, output_kind))
+
+    def process(self, inputs: _FrameInputs, fitting_xyz: np.ndarray, stamp_ns: int,
+                ) -> tuple[np.ndarray, AlignedDepth, dict[str, float]]:
+        """(raw prediction, the stage's AlignedDepth, per-stage ms) for one frame aligned to ``fitting_xyz``."""
+        stamp = stamp_ns / 1e9
+        scan = LidarScan(fitting_xyz, inputs.T_cam_lidar, stamp, inputs.extrinsic_source)
+        frame = Frame(inputs.rgb, inputs.intrinsics, LidarFrameInput(stamp, inputs.lens, scan))
+        outputs = self.pipeline.process(frame, self.config.output_options(), want_cloud=False)
+        return self.recorder.last, self.pipeline.depth_stage.last, outputs.timings_ms
 
 
 class BagEvaluation:
     """One evaluation run: feed it the bag's frames in order (the aligner's temporal filter is stateful)."""
 
     def __init__(self, predictor: DepthPredictor, output_kind: str, options: EvaluationOptions) -> None:
-        self.predictor, self.output_kind, self.options = predictor, output_kind, options
-        self.aligner = LidarAligner(output_kind, options.alignment)
+        self.output_kind, self.options = output_kind, options
+        self.node = NodePath(predictor, output_kind, options.node_config)
         self.records: list[FrameRecord] = []
         self.examples: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # index -> rgb, the node's depth
         self._previous: tuple[np.ndarray, np.ndarray] | None = None  # rgb, depth of the last scored frame
@@ -207,21 +233,21 @@ class BagEvaluation:
         held_mask = holdout_mask(len(inputs.xyz), options.holdout, pair.index, inputs.ring)
 
         # --- the node's path, on the fitting points only
-        prediction, aligned = _node_path(self.predictor, self.aligner, inputs, inputs.xyz[~held_mask],
-                                         pair.stamp_ns, timings)
+        prediction, aligned, node_timings = self.node.process(inputs, inputs.xyz[~held_mask], pair.stamp_ns)
+        timings.update(node_timings)
 
         # --- scoring on held-out pixels that no fitting point touches
         start = time.perf_counter()
-        lens = inputs.lens
+        lens, config = inputs.lens, self.node.config
         projected = keep_nearest_per_pixel(project_points(
             inputs.xyz[held_mask], inputs.T_cam_lidar, lens.K, lens.image_size, lens.D, lens.distortion_model,
-            options.alignment.min_range, options.alignment.max_range), lens.image_size)
+            config.lidar_min_range, config.lidar_max_range), lens.image_size)
         fitting = _pixel_samples_of_sparse(aligned.sparse_depth)
         held = drop_shared_pixels(PixelSamples(projected.row, projected.col, projected.depth.astype(np.float64)),
                                   fitting, lens.image_size[0])
         node_depth = aligned.values if aligned.is_metric else None
         predictions = {"node": held.values_of(node_depth) if node_depth is not None else np.full(len(held), np.nan)}
-        predictions.update(_baselines(prediction, self.output_kind, fitting, held, options.alignment.max_depth))
+        predictions.update(_baselines(prediction, self.output_kind, fitting, held, config.lidar_max_depth))
         record.scores = {m: score_points(p, held.depth, options.min_depth, options.max_depth)
                          for m, p in predictions.items()}
         record.predictions, record.held_out = predictions, held
@@ -271,13 +297,14 @@ def _bag_frames(reader: Any, options: EvaluationOptions, topics: dict[str, str |
     """The bag's images in order as (pair, inputs, decode ms) or (skipped frame, None, 0) — the one reading
     path of evaluation and node reproduction. A transform missing from the very first frame is an error."""
     selection = select_topics(bag_topics(reader), **(topics or {}))
-    tree = read_transform_tree(reader) if options.extrinsic is None else TransformTree()
+    config = options.node_config
+    tree = read_transform_tree(reader) if config.lidar_extrinsic() is None else TransformTree()
     n_images = reader.topics[selection.image].msgcount
     total = min(n_images, options.max_frames) if options.max_frames else n_images
 
     def frames() -> Any:
         decoded_any = False
-        for item in paired_frames(reader, selection, options.max_lidar_dt):
+        for item in paired_frames(reader, selection, config.lidar_max_dt):
             if item.index >= total:
                 return
             if isinstance(item, SkippedFrame):
@@ -285,7 +312,7 @@ def _bag_frames(reader: Any, options: EvaluationOptions, topics: dict[str, str |
                 continue
             start = time.perf_counter()
             try:
-                inputs = _decode(item, tree, options.extrinsic)
+                inputs = _decode(item, tree, config)
             except TransformLookupError as error:
                 if not decoded_any:
                     raise EvaluationError(f"{error}. Pass the LiDAR→camera transform with --extrinsic "
@@ -336,13 +363,13 @@ def reproduce_node_depth(bag_path: Path, predictor: DepthPredictor, output_kind:
     """What the node publishes for each paired frame of the bag — the whole scan, no held-out split, no scoring:
     (image stamp ns, the aligner's result). For checking a live run against the offline path."""
     reader = open_bag(bag_path)
-    aligner = LidarAligner(output_kind, options.alignment)
+    node = NodePath(predictor, output_kind, options.node_config)
     outputs = []
     try:
         _, frames = _bag_frames(reader, options, topics)
         for item, inputs, _ in frames:
             if inputs is not None:
-                _, aligned = _node_path(predictor, aligner, inputs, inputs.xyz, item.stamp_ns, {})
+                _, aligned, _ = node.process(inputs, inputs.xyz, item.stamp_ns)
                 outputs.append((item.stamp_ns, aligned))
     finally:
         reader.close()
@@ -365,8 +392,8 @@ def _finish(bag_path: Path, run_dir: Path, evaluation: BagEvaluation, selection:
         "topics": dataclasses.asdict(selection),
         "model": {"preset": "?", "random_weights": False, **model_info, "output_kind": evaluation.output_kind},
         "holdout": {**dataclasses.asdict(holdout), "description": description},
-        "alignment": {"method": options.alignment.method, "max_lidar_dt_s": options.max_lidar_dt,
-                      "extrinsic": "parameter" if options.extrinsic is not None else "bag TF"},
+        "alignment": {"method": options.node_config.lidar_fit_method, "max_lidar_dt_s": options.node_config.lidar_max_dt,
+                      "extrinsic": "bag TF" if options.node_config.lidar_extrinsic() is None else "parameter"},
         "scoring_range_m": [options.min_depth, options.max_depth],
     }
     summary = summarise(records, context)
@@ -413,23 +440,34 @@ def one_line_summary(summary: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def build_engine(model: str, weights: str | None, allow_random_weights: bool, architecture: str, device: str,
-                 precision: str, input_size: tuple[int, int] | None) -> tuple[Any, dict[str, Any]]:
-    """The node's inference engine for a preset (weights default: models/<preset file>); WeightsError if missing."""
-    from dpt_ros.core.engine import InferenceEngine
-    from dpt_ros.core.model.presets import get_preset
+def build_engine(config: DepthNodeConfig) -> tuple[Any, dict[str, Any]]:
+    """The node's inference engine for its configuration (same weights look-up, device and precision rules);
+    raises WeightsError when weights are missing and random weights are not allowed."""
+    from dpt_ros.core.depth_setup import build_depth_pipeline
 
-    preset = get_preset(model)
-    if architecture:
-        preset = preset.with_architecture(**{k: tuple(v) if isinstance(v, list) else v
-                                             for k, v in json.loads(architecture).items()})
-    weights_path = Path(weights) if weights else Path("models") / preset.weights_file
-    engine = InferenceEngine(preset, weights=weights_path, device=device, precision=precision,
-                             allow_random_weights=allow_random_weights, input_size=input_size)
-    info = {"preset": preset.name, "weights": str(weights_path) if not engine.random_weights else None,
-            "random_weights": engine.random_weights, "reduced_architecture": bool(architecture),
-            "device": str(engine.device), "precision": precision}
+    _, engine = build_depth_pipeline(config)
+    info = {"preset": engine.preset.name, "random_weights": engine.random_weights,
+            "weights": None if engine.random_weights else config.weights or "models/" + engine.preset.weights_file,
+            "reduced_architecture": bool(config.architecture_overrides), "device": str(engine.device),
+            "precision": config.precision}
     return engine, info
+
+
+def read_node_parameters(path: Path) -> dict[str, Any]:
+    """The ros__parameters of a node parameters YAML (the '/**' section, or the only / the depth node's one)."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"cannot read parameters file {path}: {error}") from None
+    sections = {name: body.get("ros__parameters", {}) for name, body in document.items() if isinstance(body, dict)}
+    for name in ("/**", "dpt_ros", "/dpt_ros", "depth_node"):
+        if name in sections:
+            return dict(sections[name])
+    if len(sections) == 1:
+        return dict(next(iter(sections.values())))
+    raise ValueError(f"{path} has no '/**:' ros__parameters section (sections: {', '.join(sections) or 'none'})")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -437,27 +475,27 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bag", type=Path, help="rosbag2 directory (mcap or sqlite3) or ROS 1 .bag file")
     parser.add_argument("--run-dir", type=Path, help="output folder (default runs/eval-<bag name>-<time>)")
-    model = parser.add_argument_group("model (as the node's parameters of the same names)")
-    model.add_argument("--model", default="dpt_hybrid_midas", help="depth preset")
-    model.add_argument("--weights", help="weights file (default models/<the preset's file>)")
-    model.add_argument("--allow-random-weights", action="store_true", help="run without weights (demo/tests)")
-    model.add_argument("--architecture-overrides", default="", metavar="JSON",
-                       help="shrink the preset's architecture (random weights only), e.g. '{\"depth\": 4}'")
-    model.add_argument("--device", default="cpu")
-    model.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
-    model.add_argument("--input-size", type=int, nargs=2, metavar=("W", "H"))
-    topics = parser.add_argument_group("topics and extrinsics (auto-detected when unambiguous)")
+    node = parser.add_argument_group("the node's configuration (its parameters file; the options below override it)")
+    node.add_argument("--params-file", type=Path, help="the depth node's parameters YAML, e.g. config/depth.yaml")
+    node.add_argument("--model", help="depth preset (parameter model)")
+    node.add_argument("--weights", help="weights file (default models/<the preset's file>)")
+    node.add_argument("--allow-random-weights", action="store_true", default=None, help="run without weights")
+    node.add_argument("--architecture-overrides", metavar="JSON", help="shrink the preset (random weights only)")
+    node.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    node.add_argument("--precision", choices=("fp32", "fp16", "bf16"))
+    node.add_argument("--input-size", type=int, nargs=2, metavar=("W", "H"), help="network input size")
+    node.add_argument("--alignment-method", choices=("robust", "lstsq"), help="parameter lidar_fit_method")
+    node.add_argument("--max-lidar-dt", type=float, help="parameter lidar_max_dt (seconds)")
+    node.add_argument("--extrinsic", metavar="VALUES",
+                      help="LiDAR→camera optical: 'x y z qx qy qz qw' or 16 row-major values (default: the bag's TF)")
+    topics = parser.add_argument_group("topics (auto-detected by type when unambiguous)")
     topics.add_argument("--image-topic")
     topics.add_argument("--camera-info-topic")
     topics.add_argument("--lidar-topic")
-    topics.add_argument("--extrinsic", metavar="VALUES",
-                        help="LiDAR→camera optical: 'x y z qx qy qz qw' or 16 row-major values (default: bag TF)")
-    topics.add_argument("--max-lidar-dt", type=float, default=0.1, help="seconds between image and scan")
     scoring = parser.add_argument_group("scoring")
     scoring.add_argument("--holdout-fraction", type=float, default=0.2)
     scoring.add_argument("--holdout-every-kth-beam", type=int, default=0, metavar="K")
     scoring.add_argument("--seed", type=int, default=0)
-    scoring.add_argument("--alignment-method", choices=("robust", "lstsq"), default="robust")
     scoring.add_argument("--min-depth", type=float, default=1e-3)
     scoring.add_argument("--max-depth", type=float, default=80.0)
     scoring.add_argument("--max-frames", type=int)
@@ -467,27 +505,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def node_config_from_args(args: argparse.Namespace) -> DepthNodeConfig:
+    """The node's parameters file (if any) with the command-line overrides, LiDAR alignment on."""
+    parameters = read_node_parameters(args.params_file) if args.params_file else {}
+    overrides = {"model": args.model, "weights": args.weights, "allow_random_weights": args.allow_random_weights,
+                 "architecture_overrides": args.architecture_overrides, "device": args.device,
+                 "precision": args.precision, "input_size": tuple(args.input_size) if args.input_size else None,
+                 "lidar_fit_method": args.alignment_method, "lidar_max_dt": args.max_lidar_dt,
+                 "lidar_to_camera": tuple(float(v) for v in args.extrinsic.replace(",", " ").split())
+                 if args.extrinsic else None}
+    parameters.update({name: value for name, value in overrides.items() if value is not None})
+    parameters["lidar_alignment"] = True
+    return DepthNodeConfig.from_mapping(parameters)
+
+
 def main(argv: list[str] | None = None) -> int:
     from dpt_ros.core.model.checkpoint import WeightsError
 
     args = _parser().parse_args(argv)
     try:
         holdout = HoldoutConfig(args.holdout_fraction, args.holdout_every_kth_beam, args.seed)
-        extrinsic = transform_from_parameter(args.extrinsic.replace(",", " ").split()) if args.extrinsic else None
         options = EvaluationOptions(
-            holdout=holdout, alignment=LidarAlignmentSettings(method=args.alignment_method),
-            max_lidar_dt=args.max_lidar_dt, min_depth=args.min_depth, max_depth=args.max_depth, extrinsic=extrinsic,
-            max_frames=args.max_frames, n_examples=args.examples, output_bag=args.output_bag,
-            progress=not args.no_progress)
+            holdout=holdout, node_config=node_config_from_args(args), min_depth=args.min_depth,
+            max_depth=args.max_depth, max_frames=args.max_frames, n_examples=args.examples,
+            output_bag=args.output_bag, progress=not args.no_progress)
         topics = {"image": args.image_topic, "camera_info": args.camera_info_topic, "lidar": args.lidar_topic}
         reader = open_bag(args.bag)  # check the bag before spending seconds on loading a model
         try:
             select_topics(bag_topics(reader), **topics)
         finally:
             reader.close()
-        engine, model_info = build_engine(args.model, args.weights, args.allow_random_weights,
-                                          args.architecture_overrides, args.device, args.precision,
-                                          tuple(args.input_size) if args.input_size else None)
+        engine, model_info = build_engine(options.node_config)
         run_dir = args.run_dir or Path("runs") / f"eval-{args.bag.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         report, summary = evaluate_bag(args.bag, engine, engine.preset.output_kind, run_dir, options, topics,
                                        model_info)

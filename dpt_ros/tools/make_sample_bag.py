@@ -1,6 +1,6 @@
 """`dpt-ros-make-sample`: write a small, deterministic rosbag of a synthetic drive (camera + 32-beam LiDAR + TF).
 
-Topics (stamps in every header equal the record time; camera and LiDAR share each frame's stamp):
+Topics (camera and LiDAR share each frame's header stamp; the bag records the image 5 ms after the scan):
   /camera/image_raw    sensor_msgs/Image rgb8,         frame camera_optical_frame
   /camera/camera_info  sensor_msgs/CameraInfo,         frame camera_optical_frame
   /lidar/points        sensor_msgs/PointCloud2 x,y,z,intensity float32, frame lidar
@@ -40,6 +40,7 @@ CAMERA_FRAME = "camera_optical_frame"
 LIDAR_FRAME = "lidar"
 BASE_FRAME = "base_link"
 ODOM_FRAME = "odom"
+IMAGE_LATENCY_NS = 5_000_000  # receive time of an image after its header stamp
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,16 @@ def write_sample_bag(path: Path | str, storage: str = "mcap", config: SequenceCo
         for frame in tqdm(frames, total=config.n_frames, desc="rendering sample", unit="frame", disable=not progress):
             stamp = frame.stamp_ns
             bag.write("/tf", stamp, make_tf_message([(ODOM_FRAME, BASE_FRAME, frame.T_world_base)], stamp))
-            bag.write(CAMERA_INFO_TOPIC, stamp, make_camera_info(camera.K, camera.width, camera.height, stamp,
-                                                                 CAMERA_FRAME))
-            bag.write(IMAGE_TOPIC, stamp, make_image(frame.camera.rgb, "rgb8", stamp, CAMERA_FRAME))
             scan = frame.lidar
             cloud = {"x": scan.points[:, 0], "y": scan.points[:, 1], "z": scan.points[:, 2],
                      "intensity": scan.intensity}
             bag.write(LIDAR_TOPIC, stamp, make_point_cloud(cloud, stamp, LIDAR_FRAME))
+            # the image arrives a little after the scan taken at the same instant (transfer latency), so a live
+            # node, which pairs an image with the scans it already has, sees the same pairs as the evaluator
+            received = stamp + IMAGE_LATENCY_NS
+            bag.write(CAMERA_INFO_TOPIC, received, make_camera_info(camera.K, camera.width, camera.height, stamp,
+                                                                    CAMERA_FRAME))
+            bag.write(IMAGE_TOPIC, received, make_image(frame.camera.rgb, "rgb8", stamp, CAMERA_FRAME))
             n_points += len(scan.points)
     return SampleBag(Path(path), storage, config.n_frames, n_points)
 
