@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+_NUMBER = re.compile(r"[-+]?\d*\.?\d+(?:e[-+]?\d+)?")
+
+
+def reason_kind(reason: str) -> str:
+    """A failure reason with its numbers blanked, so per-frame reasons group ('inlier ratio # < #')."""
+    return _NUMBER.sub("#", reason)
+
+
 def _json_safe(value: Any) -> Any:
     """NaN/inf → None and numpy scalars → Python numbers, recursively (JSON has no NaN)."""
     if isinstance(value, dict):
@@ -124,7 +133,7 @@ def summarise(records: list[FrameRecord], context: dict[str, Any]) -> dict[str, 
         "methods": methods,
         "alignment_fits": {
             "succeeded": sum(not r.fit_reason for r in scored),
-            "failed": dict(Counter(r.fit_reason for r in scored if r.fit_reason)),
+            "failed": dict(Counter(reason_kind(r.fit_reason) for r in scored if r.fit_reason)),
             "filter_states": dict(Counter(r.filter_state for r in scored)),
         },
         "temporal": {
@@ -300,7 +309,8 @@ def render_report(summary: dict[str, Any], example_files: list[str]) -> str:
     lines += ["", "## Alignment", "",
               f"- this frame's LiDAR fit succeeded in {fits['succeeded']} of {frames['scored']} scored frames; "
               "filter states: " + ", ".join(f"{state} {n}" for state, n in fits["filter_states"].items())]
-    lines += [f"- {n} × fit failed: {reason}" for reason, n in fits["failed"].items()]
+    lines += [f"- {n} × fit failed: {reason} (# = a number; per frame in per_frame.csv)"
+              for reason, n in fits["failed"].items()]
     if not summary["methods"]["node"]["points_scored"]:
         lines.append("- **the node published no metric depth** (it never passes relative values off as metres): the "
                      "prediction did not fit the LiDAR" + (" — expected with random weights" if summary["model"].get(
