@@ -95,8 +95,11 @@ def test_official_weight_standardisation_formula():
 def test_official_and_transformers_standardisation_differ_measurably():
     """The two formulas are a real option, not a no-op: DPT-Hybrid's output moves by ~1e-3 relative."""
     torch.manual_seed(0)
-    official = build_model("dpt_hybrid_midas")
-    transformers_style = build_model(get_preset("dpt_hybrid_midas").with_architecture(weight_standardization="transformers"))
+    small_hybrid = dict(SMALL, taps=(0, 1), reassemble_channels=(256, 512, 64, 64))
+    official = build_model(get_preset("dpt_hybrid_midas").with_architecture(**small_hybrid))
+    transformers_style = build_model(
+        get_preset("dpt_hybrid_midas").with_architecture(**small_hybrid, weight_standardization="transformers")
+    )
     transformers_style.load_state_dict(official.state_dict())
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():  # the encoder's maps: random decoder weights may zero the head's output

@@ -180,7 +180,7 @@ class InferenceEngine:
         batch = self.prepare_batch(images)
         height, width = images[0].shape[:2]
         out = self.resize_to_image(self.forward(batch), height, width)
-        host = self._to_host("output", out)
+        host = self.to_host("output", out)
         return [host[i] for i in range(len(images))]
 
     @torch.inference_mode()
@@ -195,7 +195,7 @@ class InferenceEngine:
         depth = self.resize_to_image(self.forward(self.prepare_batch([rgb])), height, width)[0]
         K_device = torch.as_tensor(np.asarray(K, np.float32).reshape(3, 3), device=self.device)
         xyz = backproject(depth, K_device, cloud_stride, max_range)
-        return self._to_host("depth", depth[None])[0], self._to_host("points", xyz[None])[0]
+        return self.to_host("depth", depth[None])[0], self.to_host("points", xyz[None])[0]
 
     # ----------------------------------------------------------------------------------- internals
     def _autocast(self):
@@ -212,14 +212,18 @@ class InferenceEngine:
             self._host_buffers[key] = buffer
         return buffer
 
-    def _to_host(self, role: str, tensor: torch.Tensor) -> np.ndarray:
+    def to_host(self, role: str, tensor: torch.Tensor, copy: bool = True) -> np.ndarray:
+        """One device -> host copy through a pinned buffer reused per role.
+
+        copy=False returns a view of that buffer, valid until the next call for the same role (for a
+        caller that serialises the result at once); copy=True returns an array the caller owns.
+        """
         if self.device.type == "cpu":
             return tensor.float().numpy()
         host = self._host_buffer(role, tuple(tensor.shape), torch.float32)
         host.copy_(tensor, non_blocking=True)
         torch.cuda.current_stream(self.device).synchronize()
-        # A copy: the pinned buffer is reused by the next frame while callers may keep this result.
-        return host.numpy().copy()
+        return host.numpy().copy() if copy else host.numpy()
 
     def _replay_graph(self, batch: torch.Tensor) -> torch.Tensor:
         key = tuple(batch.shape)
