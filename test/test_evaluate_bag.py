@@ -5,6 +5,7 @@ edges fall on pixel boundaries, so every LiDAR point's pixel shows exactly that 
 evaluator reports there comes from the predictor, not from discretisation.
 """
 
+import csv
 import dataclasses
 import hashlib
 from pathlib import Path
@@ -32,6 +33,7 @@ from dpt_ros.core.synthetic_scene import (
 from dpt_ros.tools import evaluate_bag as evaluate_module
 from dpt_ros.tools.evaluate_bag import EvaluationOptions, evaluate_bag, main
 from dpt_ros.tools.make_sample_bag import write_sample_bag
+from dpt_ros.tools.rosbag_io import bag_topics, iterate_messages, open_bag
 
 CAMERA = PinholeCamera(width=160, height=120, fx=125.0, fy=125.0, cx=79.5, cy=59.5)
 CAMERA_HEIGHT = 1.5
@@ -198,10 +200,41 @@ def _exit_code_and_message(args: list[str], capsys) -> tuple[int, str]:
 
 
 def test_cli_runs_a_real_architecture_end_to_end(exact_bags, tmp_path, capsys):
-    code, _ = _exit_code_and_message([str(exact_bags["sqlite3"]), "--run-dir", str(tmp_path / "cli")], capsys)
+    output_bag = tmp_path / "depth_out"
+    code, _ = _exit_code_and_message([str(exact_bags["sqlite3"]), "--run-dir", str(tmp_path / "cli"),
+                                      "--output-bag", str(output_bag)], capsys)
     assert code == 0
     report = tmp_path / "cli" / "report.md"
     assert "random weights" in report.read_text()
+    # the output bag holds the node's depth for the frames it gave metres (random weights: maybe none)
+    with open(tmp_path / "cli" / "per_frame.csv", newline="") as rows:
+        metric_frames = sum(float(row["node_coverage"]) > 0 for row in csv.DictReader(rows))
+    reader = open_bag(output_bag)
+    assert {t.name: t.count for t in bag_topics(reader)} == {"/eval/depth": metric_frames,
+                                                             "/eval/camera_info": metric_frames}
+    reader.close()
+
+
+def test_output_bag_holds_the_nodes_metric_depth(exact_bags, tmp_path):
+    options = dataclasses.replace(OPTIONS, output_bag=tmp_path / "out")
+    _run(exact_bags["mcap"], TruthPredictor(exact_config()), tmp_path, options)
+    reader = open_bag(tmp_path / "out")
+    messages = list(iterate_messages(reader, ["/eval/depth"]))
+    reader.close()
+    assert len(messages) == N_FRAMES
+    depth = np.frombuffer(messages[0][2].data.tobytes(), "<f4").reshape(CAMERA.height, CAMERA.width)
+    truth = next(iter(render_sequence(exact_config()))).camera.depth
+    np.testing.assert_allclose(depth, truth, rtol=1e-5)
+
+
+def test_whole_beams_can_be_held_out(exact_bags, tmp_path, monkeypatch):
+    records = _records(monkeypatch)
+    options = dataclasses.replace(OPTIONS, holdout=HoldoutConfig(fraction=0.0, every_kth_beam=4))
+    _, summary = _run(exact_bags["mcap"], TruthPredictor(exact_config()), tmp_path, options)
+    assert summary["methods"]["node"]["metrics"]["abs_rel"] < 1e-5
+    # every 4th of the 32 beams: 8 scan lines held out, and the rows they land on are whole lines
+    assert all(len(r.held_out) > 100 for r in records)
+    assert "every 4th beam" in summary["holdout"]["description"]
 
 
 def test_errors_are_one_clear_message_and_exit_2(exact_bags, tmp_path, capsys):

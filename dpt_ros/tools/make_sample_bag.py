@@ -3,7 +3,7 @@
 Topics (camera and LiDAR share each frame's header stamp; the bag records the image 5 ms after the scan):
   /camera/image_raw    sensor_msgs/Image rgb8,         frame camera_optical_frame
   /camera/camera_info  sensor_msgs/CameraInfo,         frame camera_optical_frame
-  /lidar/points        sensor_msgs/PointCloud2 x,y,z,intensity float32, frame lidar
+  /lidar/points        sensor_msgs/PointCloud2 x,y,z,intensity float32 + ring uint16, frame lidar
   /tf_static           base_link→camera_optical_frame, base_link→lidar (latched)
   /tf                  odom→base_link per frame
 """
@@ -71,7 +71,7 @@ def write_sample_bag(path: Path | str, storage: str = "mcap", config: SequenceCo
             bag.write("/tf", stamp, make_tf_message([(ODOM_FRAME, BASE_FRAME, frame.T_world_base)], stamp))
             scan = frame.lidar
             cloud = {"x": scan.points[:, 0], "y": scan.points[:, 1], "z": scan.points[:, 2],
-                     "intensity": scan.intensity}
+                     "intensity": scan.intensity, "ring": scan.ring}
             bag.write(LIDAR_TOPIC, stamp, make_point_cloud(cloud, stamp, LIDAR_FRAME))
             # the image arrives a little after the scan taken at the same instant (transfer latency), so a live
             # node, which pairs an image with the scans it already has, sees the same pairs as the evaluator

@@ -87,18 +87,36 @@ def make_camera_info(K: np.ndarray, width: int, height: int, stamp_ns: int, fram
     )
 
 
+# numpy dtype -> sensor_msgs/PointField datatype
+_POINT_FIELD_TYPES = {np.dtype("float32"): 7, np.dtype("float64"): 8, np.dtype("uint16"): 4, np.dtype("uint8"): 2,
+                      np.dtype("int32"): 5, np.dtype("uint32"): 6}
+
+
 def make_point_cloud(fields: dict[str, np.ndarray], stamp_ns: int, frame_id: str) -> Any:
-    """Unorganised little-endian PointCloud2 from equally long float32 columns (e.g. x, y, z, intensity)."""
+    """Unorganised little-endian PointCloud2 from equally long columns, each keeping its dtype (float32 x, y, z,
+    intensity; uint16 ring; ...), packed in order with each field at its natural alignment like real drivers."""
     point_field = _type("sensor_msgs/msg/PointField")
-    columns = [np.asarray(column, dtype="<f4") for column in fields.values()]
-    n_points = len(columns[0])
-    packed = np.stack(columns, axis=1) if columns else np.zeros((0, 0), "<f4")
-    layout = [point_field(name=name, offset=4 * i, datatype=point_field.FLOAT32, count=1)
-              for i, name in enumerate(fields)]
+    columns = {name: np.asarray(column) for name, column in fields.items()}
+    offsets, offset = {}, 0
+    for name, column in columns.items():
+        if column.dtype not in _POINT_FIELD_TYPES:
+            raise ValueError(f"PointField {name!r}: unsupported dtype {column.dtype}")
+        offset = -(-offset // column.dtype.itemsize) * column.dtype.itemsize  # align up
+        offsets[name], offset = offset, offset + column.dtype.itemsize
+    point_step = -(-offset // 4) * 4
+    layout = np.dtype({"names": list(columns), "offsets": list(offsets.values()), "itemsize": point_step,
+                       "formats": [column.dtype.newbyteorder("<") for column in columns.values()]})
+    n_points = len(next(iter(columns.values()))) if columns else 0
+    packed = np.zeros(n_points, dtype=layout)
+    for name, column in columns.items():
+        packed[name] = column
+    finite = all(np.isfinite(c).all() for c in columns.values() if c.dtype.kind == "f")
     return _type(POINT_CLOUD)(
-        header=make_header(stamp_ns, frame_id), height=1, width=n_points, fields=layout, is_bigendian=False,
-        point_step=4 * len(columns), row_step=4 * len(columns) * n_points,
-        data=np.ascontiguousarray(packed).view(np.uint8).reshape(-1), is_dense=bool(np.isfinite(packed).all()),
+        header=make_header(stamp_ns, frame_id), height=1, width=n_points,
+        fields=[point_field(name=name, offset=offsets[name], datatype=_POINT_FIELD_TYPES[column.dtype], count=1)
+                for name, column in columns.items()],
+        is_bigendian=False, point_step=point_step, row_step=point_step * n_points,
+        data=packed.view(np.uint8).reshape(-1), is_dense=finite,
     )
 
 
