@@ -162,15 +162,21 @@ def test_corrupted_region_scores_its_share_of_the_error(exact_bags, tmp_path, mo
     assert summary["methods"]["node"]["metrics"]["delta1"] < 1.0
 
 
-def test_held_out_points_never_share_a_point_or_pixel_with_the_fitting_set(exact_bags, tmp_path, monkeypatch):
+def _spy_fitting_scans(monkeypatch) -> list[np.ndarray]:
+    """Capture the LiDAR points the node's aligner (as its pipeline builds it) is given each frame."""
     fitting_scans = []
 
-    class SpyAligner(depth_setup.LidarAligner):  # the node's aligner, as its pipeline builds it
+    class SpyAligner(depth_setup.LidarAligner):
         def align(self, prediction, stamp, lens, scan, *args):
             fitting_scans.append(scan.points_xyz.copy())
             return super().align(prediction, stamp, lens, scan, *args)
 
     monkeypatch.setattr(depth_setup, "LidarAligner", SpyAligner)
+    return fitting_scans
+
+
+def test_held_out_points_never_share_a_point_or_pixel_with_the_fitting_set(exact_bags, tmp_path, monkeypatch):
+    fitting_scans = _spy_fitting_scans(monkeypatch)
     records = _records(monkeypatch)
     config = exact_config()
     _run(exact_bags["mcap"], TruthPredictor(config), tmp_path)
@@ -228,13 +234,19 @@ def test_output_bag_holds_the_nodes_metric_depth(exact_bags, tmp_path):
 
 
 def test_whole_beams_can_be_held_out(exact_bags, tmp_path, monkeypatch):
+    fitting_scans = _spy_fitting_scans(monkeypatch)
     records = _records(monkeypatch)
     options = dataclasses.replace(OPTIONS, holdout=HoldoutConfig(fraction=0.0, every_kth_beam=4))
     _, summary = _run(exact_bags["mcap"], TruthPredictor(exact_config()), tmp_path, options)
     assert summary["methods"]["node"]["metrics"]["abs_rel"] < 1e-5
-    # every 4th of the 32 beams: 8 scan lines held out, and the rows they land on are whole lines
-    assert all(len(r.held_out) > 100 for r in records)
-    assert "every 4th beam" in summary["holdout"]["description"]
+    assert "every 4th beam" in summary["holdout"]["description"] and all(len(r.held_out) > 100 for r in records)
+    # the aligner saw no point of beams 0, 4, 8, ... (beam = elevation's place among the 32 beam elevations)
+    lidar = exact_config().lidar
+    elevations = np.linspace(lidar.elevation_min_deg, lidar.elevation_max_deg, lidar.n_beams)
+    for fitting in fitting_scans:
+        elevation = np.degrees(np.arcsin(fitting[:, 2] / np.linalg.norm(fitting, axis=1)))
+        beam = np.abs(elevation[:, None] - elevations[None, :]).argmin(axis=1)
+        assert not np.any(beam % 4 == 0) and len(set(beam)) == 24
 
 
 def test_errors_are_one_clear_message_and_exit_2(exact_bags, tmp_path, capsys):
