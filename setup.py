@@ -78,6 +78,8 @@ setup(
             "dpt-ros-weights = dpt_ros.tools.weights:main",
             "dpt-ros-depth-image = dpt_ros.tools.depth_image:main",
             "depth_node = dpt_ros.ros.depth_node:main",
+            "dpt-train = dpt_train.cli:train_main",
+            "dpt-eval = dpt_train.cli:eval_main",
             "dpt-ros-make-sample = dpt_ros.tools.make_sample_bag:main",
             "dpt-ros-eval = dpt_ros.tools.evaluate_bag:main",
             "dpt-ros-replay = dpt_ros.tools.replay_bag:main",

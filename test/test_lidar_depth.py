@@ -124,3 +124,32 @@ def test_scan_buffer_pairs_the_nearest_scan_within_max_dt():
     assert buffer.nearest(1.35, max_dt=0.1) is None
     buffer.add(1.2, "replaced")
     assert buffer.nearest(1.25, max_dt=0.1) == (1.2, "replaced")
+
+
+def test_node_lidar_parameters_map_to_settings_and_extrinsics():
+    from dpt_ros.core.depth_setup import depth_stage
+    from dpt_ros.core.lidar_depth import LidarAlignedDepth
+    from dpt_ros.core.node_config import DepthNodeConfig
+    from dpt_ros.core.pipeline import ModelOutputDepth
+
+    quaternion = Rotation.from_matrix(OPTICAL_FROM_LIDAR_ROTATION).as_quat()
+    config = DepthNodeConfig.from_mapping(
+        {"lidar_alignment": True, "lidar_to_camera": [0.0, -0.3, -0.1, *quaternion], "lidar_gate": 0.3,
+         "lidar_min_points": 50, "lidar_fit_method": "lstsq"}
+    )  # fmt: skip
+    np.testing.assert_allclose(config.lidar_extrinsic(), T_CAM_LIDAR, atol=1e-12)
+    settings = config.lidar_settings()
+    assert (settings.method, settings.temporal.gate, settings.alignment.min_points) == ("lstsq", 0.3, 50)
+    assert isinstance(depth_stage(config, "relative_inverse_depth"), LidarAlignedDepth)
+    assert isinstance(depth_stage(DepthNodeConfig(), "relative_inverse_depth"), ModelOutputDepth)
+    assert DepthNodeConfig().lidar_extrinsic() is None  # all zeros: TF
+    matrix = DepthNodeConfig.from_mapping({"lidar_to_camera": T_CAM_LIDAR.ravel().tolist()})
+    np.testing.assert_allclose(matrix.lidar_extrinsic(), T_CAM_LIDAR)
+    for bad, reason in (
+        ({"lidar_to_camera": [1.0] * 5}, "must be like"),
+        ({"lidar_to_camera": T_CAM_LIDAR.T.ravel().tolist()}, "lidar_to_camera: .*bottom row"),
+        ({"lidar_min_range": 50.0, "lidar_max_range": 10.0}, "exceeds"),
+        ({"lidar_fit_method": "median"}, "not one of"),
+    ):
+        with pytest.raises(ValueError, match=reason):
+            DepthNodeConfig.from_mapping(bad)

@@ -172,3 +172,17 @@ def test_zero_or_empty_distortion_means_none_whatever_the_model_name(model):
     for D in (None, [], [0.0] * 5):
         projected = project_points(np.array([[1.0, 0.5, 2.0]]), IDENTITY, K, SIZE, D=D, distortion_model=model)
         assert (projected.u[0], projected.v[0]) == (100.0, 70.0)
+
+
+def test_z_buffer_matches_a_brute_force_reference_on_crowded_pixels():
+    rng = np.random.default_rng(11)
+    points = np.column_stack((rng.uniform(-0.2, 0.2, 3000), rng.uniform(-0.15, 0.15, 3000), np.ones(3000)))
+    points *= rng.uniform(1.0, 20.0, (3000, 1))  # ~3000 points on a 41 x 37 pixel patch: many per pixel
+    projected = project_points(points, IDENTITY, K, SIZE)
+    nearest = {}
+    for col, row, depth in zip(projected.col, projected.row, projected.depth):
+        nearest[(row, col)] = min(depth, nearest.get((row, col), np.inf))
+    image = rasterize_depth(projected, SIZE)
+    assert np.count_nonzero(np.isfinite(image)) == len(nearest) < len(projected)
+    for (row, col), depth in nearest.items():
+        assert image[row, col] == depth

@@ -7,9 +7,10 @@ ValueError; both messages tell the user what to do, and the node logs them as on
 from pathlib import Path
 
 from dpt_ros.core.engine import InferenceEngine
+from dpt_ros.core.lidar_depth import LidarAlignedDepth, LidarAligner
 from dpt_ros.core.model.presets import get_preset
 from dpt_ros.core.node_config import DepthNodeConfig
-from dpt_ros.core.pipeline import DepthPipeline, ModelOutputDepth
+from dpt_ros.core.pipeline import DepthPipeline, DepthStage, ModelOutputDepth
 
 DEFAULT_WEIGHTS_DIR = Path("models")
 
@@ -33,4 +34,11 @@ def build_depth_pipeline(config: DepthNodeConfig) -> tuple[DepthPipeline, Infere
         allow_random_weights=config.allow_random_weights,
         input_size=None if config.input_size == (0, 0) else config.input_size,
     )
-    return DepthPipeline(engine, ModelOutputDepth(preset.output_kind)), engine
+    return DepthPipeline(engine, depth_stage(config, preset.output_kind)), engine
+
+
+def depth_stage(config: DepthNodeConfig, output_kind: str) -> DepthStage:
+    """The model's own output, or (lidar_alignment) the LiDAR-aligned stage for it."""
+    if config.lidar_alignment:
+        return LidarAlignedDepth(LidarAligner(output_kind, config.lidar_settings()))
+    return ModelOutputDepth(output_kind)

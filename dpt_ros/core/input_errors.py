@@ -12,6 +12,7 @@ CORRUPT_COMPRESSED = "corrupt_compressed_image"
 INVALID_CAMERA_INFO = "invalid_camera_info"
 CAMERA_INFO_MISMATCH = "camera_info_resolution_mismatch"
 OUT_OF_ORDER_STAMP = "out_of_order_stamp"
+INVALID_POINT_CLOUD = "invalid_point_cloud"
 
 INPUT_ERROR_KINDS = (
     UNKNOWN_ENCODING,
@@ -21,6 +22,7 @@ INPUT_ERROR_KINDS = (
     INVALID_CAMERA_INFO,
     CAMERA_INFO_MISMATCH,
     OUT_OF_ORDER_STAMP,
+    INVALID_POINT_CLOUD,
 )
 
 

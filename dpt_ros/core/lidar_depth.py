@@ -17,10 +17,10 @@ import numpy as np
 
 from dpt_ros.core.alignment import AlignmentConfig, AlignmentResult, fit_scale, fit_scale_shift, to_metric
 from dpt_ros.core.lidar_projection import project_lidar
+from dpt_ros.core.pipeline import METRIC_DEPTH, RELATIVE_INVERSE_DEPTH, DepthEstimate, Frame
 from dpt_ros.core.temporal_filter import FilteredAlignment, TemporalAlignmentFilter, TemporalFilterConfig
 
-RELATIVE_INVERSE_DEPTH = "relative_inverse_depth"
-METRIC_DEPTH = "metric_depth"
+NO_SCAN = "no LiDAR scan within lidar_max_dt of the image"
 
 
 @dataclass(frozen=True)
@@ -125,11 +125,17 @@ class LidarAligner:
         return self.output_kind == RELATIVE_INVERSE_DEPTH or self.settings.refine_metric
 
     def align(
-        self, prediction: np.ndarray, stamp: float, lens: LensModel | None, scan: LidarScan | None
+        self,
+        prediction: np.ndarray,
+        stamp: float,
+        lens: LensModel | None,
+        scan: LidarScan | None,
+        missing_scan_reason: str = NO_SCAN,
     ) -> AlignedDepth:
-        """Align one (H, W) prediction taken at `stamp` seconds; lens/scan None when unknown/unavailable."""
+        """Align one (H, W) prediction taken at `stamp` seconds; lens/scan None when unknown/unavailable
+        (missing_scan_reason then says why there is no scan)."""
         prediction = np.asarray(prediction, dtype=np.float32)
-        sparse, note = self._project(prediction.shape, lens, scan)
+        sparse, note = self._project(prediction.shape, lens, scan, missing_scan_reason)
         fit = self._fit(prediction, sparse) if sparse is not None else None
         source = scan.extrinsic_source if scan is not None else "none"
         if not self.applies_fit:
@@ -145,10 +151,10 @@ class LidarAligner:
         self._filter.reset()
 
     def _project(
-        self, shape: tuple[int, ...], lens: LensModel | None, scan: LidarScan | None
+        self, shape: tuple[int, ...], lens: LensModel | None, scan: LidarScan | None, missing_scan_reason: str
     ) -> tuple[np.ndarray | None, str]:
         if scan is None:
-            return None, "no LiDAR scan within lidar_max_dt of the image"
+            return None, missing_scan_reason
         if lens is None:
             return None, "no camera_info: cannot project LiDAR points"
         if tuple(lens.image_size) != (shape[1], shape[0]):
@@ -165,6 +171,36 @@ class LidarAligner:
     def _fit(self, prediction: np.ndarray, sparse: np.ndarray) -> AlignmentResult:
         fit = fit_scale_shift if self.output_kind == RELATIVE_INVERSE_DEPTH else fit_scale
         return fit(prediction, sparse, method=self.settings.method, config=self.settings.alignment)
+
+
+@dataclass(frozen=True)
+class LidarFrameInput:
+    """What a frame brings for alignment: the image stamp (seconds), the lens the prediction is for (None
+    without camera_info), the paired scan (None when there is none) and, then, why there is none."""
+
+    stamp: float
+    lens: LensModel | None
+    scan: LidarScan | None
+    missing_scan_reason: str = NO_SCAN
+
+
+class LidarAlignedDepth:
+    """The pipeline's depth stage with LiDAR alignment (see pipeline.DepthStage).
+
+    `last` holds the latest frame's AlignedDepth (sparse depth, fit, filter state) for the node's
+    diagnostics; the stage runs in the one inference thread, which also reads `last`.
+    """
+
+    def __init__(self, aligner: LidarAligner) -> None:
+        self.aligner = aligner
+        self.last: AlignedDepth | None = None
+
+    def __call__(self, prediction: np.ndarray, frame: Frame) -> DepthEstimate:
+        lidar = frame.lidar
+        if lidar is None:
+            raise ValueError("LidarAlignedDepth needs frames with a LidarFrameInput (frame.lidar)")
+        self.last = self.aligner.align(prediction, lidar.stamp, lidar.lens, lidar.scan, lidar.missing_scan_reason)
+        return DepthEstimate(self.last.values, METRIC_DEPTH if self.last.is_metric else RELATIVE_INVERSE_DEPTH)
 
 
 def _model_output(values: np.ndarray, is_metric: bool) -> np.ndarray:

@@ -36,7 +36,7 @@ _MIN_CAMERA_Z = 1e-6
 class ProjectedPoints:
     """LiDAR points that land inside the image, one entry per point (N entries).
 
-    u, v:     (N,) float64 sub-pixel coordinates (pixel centres at integers).
+    u, v:     (N,) sub-pixel coordinates (pixel centres at integers), in the cloud's float precision.
     col, row: (N,) int64 pixel indices, 0 <= col < width, 0 <= row < height.
     depth:    (N,) float32 metres along the optical axis, > 0.
     index:    (N,) int64 position of each point in the `points_xyz` passed to `project_points`.
@@ -119,7 +119,7 @@ def _distortion_coefficients(D: np.ndarray | list[float] | None, distortion_mode
 
 
 def _radial_factor(r2: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
-    k1, k2, _, _, k3, k4, k5, k6 = coefficients
+    k1, k2, _, _, k3, k4, k5, k6 = coefficients.tolist()  # Python floats keep r2's precision
     numerator = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
     denominator = 1.0 + r2 * (k4 + r2 * (k5 + r2 * k6))
     return numerator / denominator
@@ -149,7 +149,7 @@ def distort_normalised(
     coefficients = _distortion_coefficients(D, distortion_model)
     if coefficients is None:
         return x, y, np.ones(x.shape, dtype=bool)
-    _, _, p1, p2, _, _, _, _ = coefficients
+    _, _, p1, p2, _, _, _, _ = coefficients.tolist()
     r2 = x * x + y * y
     valid = r2 < _monotonic_radius_limit(tuple(coefficients.tolist())) ** 2
     radial = _radial_factor(r2, coefficients)
@@ -190,26 +190,27 @@ def project_points(
     transform = rigid_transform(T_cam_lidar)
     intrinsics = camera_matrix(K)
 
-    # Work in the cloud's own float precision (float32 halves the memory traffic of a 120k-point scan);
-    # only the rotation row for z is applied to every point, x and y only to the points in front.
+    # Work in the cloud's own float precision (float32 halves the memory traffic of a 120k-point scan).
+    # Only the z row of the transform touches every point; range, x and y only the points in front.
     dtype = points.dtype if points.dtype in (np.float32, np.float64) else np.float64
     points = points.astype(dtype, copy=False)
     rotation, translation = transform[:3, :3].astype(dtype), transform[:3, 3].astype(dtype)
     with np.errstate(invalid="ignore", over="ignore"):
-        range_sq = np.einsum("ij,ij->i", points, points)
         z = points @ rotation[2] + translation[2]
+        index = np.flatnonzero(z > _MIN_CAMERA_Z)  # NaN compares False
+        in_front = np.take(points, index, axis=0)  # ~5x faster than points[index] for (N, 3) rows
         # NaN/inf coordinates give a non-finite squared range (so does overflow, equally unusable)
+        range_sq = np.einsum("ij,ij->i", in_front, in_front)
         usable = np.isfinite(range_sq) & (range_sq >= min_range * min_range) & (range_sq <= max_range * max_range)
-        usable &= z > _MIN_CAMERA_Z
-    index = np.flatnonzero(usable)
-    in_front = points[index]
-    z = z[index]
+    index = index[usable]
+    in_front, z = np.compress(usable, in_front, axis=0), z[index]
     x = in_front @ rotation[0] + translation[0]
     y = in_front @ rotation[1] + translation[1]
 
     x_distorted, y_distorted, lens_valid = distort_normalised(x / z, y / z, D, distortion_model)
-    u = intrinsics[0, 0] * x_distorted + intrinsics[0, 1] * y_distorted + intrinsics[0, 2]
-    v = intrinsics[1, 1] * y_distorted + intrinsics[1, 2]
+    fx, skew, cx, fy, cy = (float(intrinsics[i, j]) for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2)))
+    u = fx * x_distorted + skew * y_distorted + cx  # Python floats keep the cloud's precision
+    v = fy * y_distorted + cy
     col = np.floor(u + 0.5)
     row = np.floor(v + 0.5)
     inside = lens_valid & (col >= 0) & (col < width) & (row >= 0) & (row < height)
@@ -227,7 +228,10 @@ def keep_nearest_per_pixel(projected: ProjectedPoints, image_size: tuple[int, in
     """Z-buffer: of the points landing in the same pixel keep only the nearest (smallest depth)."""
     width, _ = _image_size(image_size)
     pixel = projected.row * width + projected.col
-    order = np.lexsort((projected.depth, pixel))  # by pixel, then nearest first within a pixel
+    # One sort by (pixel, depth) packed in a uint64: the bits of a positive float32 order like its value,
+    # so pixel << 32 | depth bits sorts by pixel, nearest first within a pixel (8x faster than lexsort).
+    depth_bits = np.ascontiguousarray(projected.depth, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    order = np.argsort((pixel.astype(np.uint64) << np.uint64(32)) | depth_bits)
     sorted_pixel = pixel[order]
     first_in_pixel = np.ones(sorted_pixel.shape, dtype=bool)
     first_in_pixel[1:] = sorted_pixel[1:] != sorted_pixel[:-1]

@@ -14,7 +14,13 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
+import numpy as np
+
+from dpt_ros.core.alignment import AlignmentConfig
+from dpt_ros.core.extrinsics import transform_from_parameter
+from dpt_ros.core.lidar_depth import LidarAlignmentSettings
 from dpt_ros.core.pipeline import OutputOptions
+from dpt_ros.core.temporal_filter import TemporalFilterConfig
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 INPUT_SIZE_MULTIPLE = 32
@@ -31,6 +37,7 @@ class ParameterSpec:
     choices: tuple[str, ...] = ()
     low: float | None = None
     high: float | None = None
+    lengths: tuple[int, ...] = ()  # accepted lengths of a variable-length array; () = the default's length
 
 
 def _param(
@@ -41,8 +48,12 @@ def _param(
     choices: tuple[str, ...] = (),
     low: float | None = None,
     high: float | None = None,
+    lengths: tuple[int, ...] = (),
 ) -> Any:
-    metadata = {"description": description, "read_only": not runtime, "choices": choices, "low": low, "high": high}
+    metadata = {
+        "description": description, "read_only": not runtime, "choices": choices, "low": low, "high": high,
+        "lengths": lengths,
+    }  # fmt: skip
     return field(default=default, metadata=metadata)
 
 
@@ -115,6 +126,60 @@ class DepthNodeConfig:
     )
     diagnostics_period: float = _param(1.0, "seconds between /diagnostics messages", low=0.1, high=60.0)
 
+    # LiDAR alignment (docs/lidar_alignment.md)
+    lidar_alignment: bool = _param(
+        False,
+        "subscribe to sensor_msgs/PointCloud2 on 'lidar/points' and align depth to it: relative presets then publish "
+        "metres on 'depth' while a fit holds (else 'depth/relative'), metric presets get diagnostics (and a "
+        "scale-only refinement with lidar_refine_metric); per-frame fits go to 'alignment'",
+    )
+    lidar_to_camera: tuple[float, ...] = _param(
+        (0.0,) * 7,
+        "transform from the LiDAR frame to the camera optical frame: [x, y, z, qx, qy, qz, qw] or 16 values of a "
+        "4x4 row-major matrix; all zeros = look it up in TF (needs tf2_ros) at each image stamp",
+        lengths=(7, 16),
+    )
+    lidar_max_dt: float = _param(
+        0.1, "seconds; an image is paired with the LiDAR scan nearest in time within this", low=0.0, high=1.0
+    )
+    lidar_tf_timeout: float = _param(
+        0.05, "seconds to wait for the LiDAR -> camera TF at an image stamp", low=0.0, high=1.0
+    )
+    lidar_min_range: float = _param(
+        0.5, "metres from the LiDAR; closer returns (ego vehicle, mount) are ignored", low=0.0, high=100.0
+    )
+    lidar_max_range: float = _param(120.0, "metres from the LiDAR; farther returns are ignored", low=1.0, high=10000.0)
+    lidar_fit_method: str = _param(
+        "robust", "robust: RANSAC + Huber IRLS; lstsq: the plain MiDaS least squares (no outlier rejection)",
+        choices=("robust", "lstsq"),
+    )
+    lidar_inlier_threshold: float = _param(
+        0.1, "a LiDAR point is an inlier when |z_lidar / z_predicted - 1| <= this", low=0.001, high=1.0
+    )
+    lidar_min_points: int = _param(
+        20, "fewer valid LiDAR pixels (or inliers) than this in a frame -> no fit for that frame", low=2, high=1000000
+    )
+    lidar_min_inlier_ratio: float = _param(
+        0.3, "fraction of a frame's LiDAR pixels that must agree with its fit", low=0.0, high=1.0
+    )
+    lidar_time_constant: float = _param(
+        0.5, "seconds; time constant of the scale/shift smoothing (0 = use each frame's fit as is)", low=0.0, high=60.0
+    )
+    lidar_hold_time: float = _param(
+        1.0, "seconds the last good fit stays in use through frames without one; then relative depth only",
+        low=0.0, high=60.0,
+    )
+    lidar_gate: float = _param(
+        0.15, "a frame's fit that changes depth by more than this (|log ratio|) is rejected as an outlier",
+        low=0.01, high=10.0,
+    )
+    lidar_max_depth: float = _param(200.0, "metres; aligned depth beyond this is NaN", low=0.1, high=10000.0)
+    lidar_refine_metric: bool = _param(False, "metric presets: rescale their metres by a scale-only LiDAR fit")
+    publish_lidar_sparse: bool = _param(
+        False, "also publish the projected LiDAR depth (32FC1 metres, NaN = no point) on 'lidar/depth_sparse', "
+        "at the image's resolution",
+    )
+
     def __post_init__(self) -> None:
         for spec in parameter_specs():
             _check_spec(spec, getattr(self, spec.name))
@@ -129,6 +194,9 @@ class DepthNodeConfig:
         low, high = self.colored_range
         if (low, high) != (0.0, 0.0) and not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise ValueError(f"colored_range {list(self.colored_range)} must be [0, 0] or finite [low, high], low < high")
+        if self.lidar_min_range > self.lidar_max_range:
+            raise ValueError(f"lidar_min_range {self.lidar_min_range} exceeds lidar_max_range {self.lidar_max_range}")
+        self.lidar_extrinsic()  # raises for a malformed lidar_to_camera
         if self.architecture_overrides:
             self.parsed_architecture_overrides()
             if not self.allow_random_weights:
@@ -154,6 +222,33 @@ class DepthNodeConfig:
             max_range=self.max_range,
             cloud_rgb=self.cloud_rgb,
             colored_range=None if self.colored_range == (0.0, 0.0) else self.colored_range,
+        )
+
+    def lidar_extrinsic(self) -> np.ndarray | None:
+        """T_cam_lidar (4x4) from lidar_to_camera, or None when it is all zeros (use TF)."""
+        if not any(self.lidar_to_camera):
+            return None
+        try:
+            return transform_from_parameter(self.lidar_to_camera)
+        except ValueError as error:
+            raise ValueError(f"lidar_to_camera: {error}") from None
+
+    def lidar_settings(self) -> LidarAlignmentSettings:
+        """The LiDAR aligner's settings from the lidar_* parameters."""
+        return LidarAlignmentSettings(
+            method=self.lidar_fit_method,
+            refine_metric=self.lidar_refine_metric,
+            min_range=self.lidar_min_range,
+            max_range=self.lidar_max_range,
+            max_depth=self.lidar_max_depth,
+            alignment=AlignmentConfig(
+                min_points=self.lidar_min_points,
+                min_inlier_ratio=self.lidar_min_inlier_ratio,
+                inlier_threshold=self.lidar_inlier_threshold,
+            ),
+            temporal=TemporalFilterConfig(
+                time_constant=self.lidar_time_constant, hold_time=self.lidar_hold_time, gate=self.lidar_gate
+            ),
         )
 
     @classmethod
@@ -189,9 +284,10 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def _check_spec(spec: ParameterSpec, value: Any) -> None:
+    lengths = (spec.lengths or (len(spec.default),)) if isinstance(spec.default, tuple) else ()
     if type(value) is not type(spec.default) or (
-        isinstance(value, tuple) and (len(value) != len(spec.default) or any(type(v) is not type(spec.default[0])
-                                                                             for v in value))
+        isinstance(value, tuple) and (len(value) not in lengths or any(type(v) is not type(spec.default[0])
+                                                                       for v in value))
     ):
         raise ValueError(f"{spec.name} must be like {spec.default!r}, got {value!r}")
     if spec.choices and value not in spec.choices:

@@ -11,7 +11,7 @@ labels) come from `ChannelProvider`s. A node only converts `FrameOutputs` to mes
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import cv2
 import numpy as np
@@ -19,6 +19,9 @@ import numpy as np
 from dpt_ros.core.camera import PinholeIntrinsics, scale_intrinsics
 from dpt_ros.core.colorize import colorize_depth
 from dpt_ros.core.pointcloud import PackedCloud, build_point_cloud
+
+if TYPE_CHECKING:  # lidar_depth builds on this module
+    from dpt_ros.core.lidar_depth import LidarFrameInput
 
 METRIC_DEPTH: Final = "metric_depth"
 RELATIVE_INVERSE_DEPTH: Final = "relative_inverse_depth"
@@ -36,10 +39,12 @@ class Frame:
     """One input frame. New per-frame inputs (e.g. LiDAR points) are added as fields with defaults.
 
     rgb: (H, W, 3) uint8. camera: intrinsics at H x W, or None when no valid camera_info is known.
+    lidar: the image stamp, lens and paired LiDAR scan, when LiDAR alignment is on.
     """
 
     rgb: np.ndarray
     camera: PinholeIntrinsics | None = None
+    lidar: "LidarFrameInput | None" = None
 
 
 @dataclass(frozen=True)

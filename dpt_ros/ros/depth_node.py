@@ -28,10 +28,12 @@ from dpt_ros.core.frame_stats import FrameStats, LogLimiter
 from dpt_ros.core.image_codec import depth_to_16uc1_mm, depth_to_32fc1
 from dpt_ros.core.input_errors import InputError
 from dpt_ros.core.latest_slot import LatestSlot
+from dpt_ros.core.lidar_depth import NO_SCAN, LidarFrameInput
 from dpt_ros.core.model.checkpoint import WeightsError
 from dpt_ros.core.node_config import DepthNodeConfig
 from dpt_ros.core.pipeline import DEPTH_UNITS, METRIC_DEPTH, RELATIVE_INVERSE_DEPTH, Frame, FrameOutputs
 from dpt_ros.ros import conversions
+from dpt_ros.ros.lidar_input import LidarInput, lens_from_camera_info
 from dpt_ros.ros.params import declare_config, watch_config
 
 NODE_NAME = "depth_node"
@@ -85,6 +87,7 @@ class DepthNode(Node):
         self._slot: LatestSlot[PendingImage] = LatestSlot()
         self._camera: tuple[CameraInfo, PinholeIntrinsics] | None = None
         self._last_stamp_ns = -1
+        self._last_alignment: dict[str, str] = {}
         self._create_topics()
         self._worker = threading.Thread(target=self._run_worker, name="dpt_ros_inference")
         self._worker.start()
@@ -115,6 +118,30 @@ class DepthNode(Node):
         self._cloud_pub = self.create_publisher(PointCloud2, "points", qos_out) if config.publish_cloud else None
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(config.diagnostics_period, self._publish_diagnostics)
+        self._create_lidar_topics(qos_in, qos_out)
+
+    def _create_lidar_topics(self, qos_in: QoSProfile, qos_out: QoSProfile) -> None:
+        """LiDAR input and the alignment outputs, when lidar_alignment is on."""
+        config = self._config
+        self._lidar: LidarInput | None = None
+        self._alignment_pub = self._sparse_pub = None
+        if not config.lidar_alignment:
+            return
+        try:
+            self._lidar = LidarInput(
+                self, "lidar/points", qos_in, config.lidar_max_dt, config.lidar_extrinsic(), config.lidar_tf_timeout
+            )
+        except ValueError as error:
+            raise StartupError(str(error)) from None
+        self._alignment_pub = self.create_publisher(DiagnosticArray, "alignment", qos_out)
+        if config.publish_lidar_sparse:
+            self._sparse_pub = self.create_publisher(Image, "lidar/depth_sparse", qos_out)
+        source = "parameter lidar_to_camera" if self._lidar.extrinsic_source == "parameter" else "TF"
+        self.get_logger().info(
+            f"LiDAR alignment: scans from '{self._lidar.topic}', LiDAR -> camera transform from {source}; "
+            f"metres on '{self._depth_topic_for(METRIC_DEPTH)}' while a fit holds, fits on "
+            f"'{self._alignment_pub.topic_name}'"
+        )
 
     def _apply_config(self, config: DepthNodeConfig) -> None:
         if config.intrinsics_source != self._config.intrinsics_source:
@@ -148,7 +175,8 @@ class DepthNode(Node):
             self._report(error)
 
     def _has_subscribers(self) -> bool:
-        publishers = [*self._depth_pubs.values(), self._info_pub, self._mm_pub, self._colored_pub, self._cloud_pub]
+        publishers = [*self._depth_pubs.values(), self._info_pub, self._mm_pub, self._colored_pub, self._cloud_pub,
+                      self._alignment_pub, self._sparse_pub]  # fmt: skip
         return any(pub.get_subscription_count() > 0 for pub in publishers if pub is not None)
 
     def _wanted(self, publisher: Any) -> bool:
@@ -184,13 +212,16 @@ class DepthNode(Node):
             except InputError as error:  # depth is still right; only the cloud and camera_info need K
                 self._report(error)
                 camera_info, intrinsics = None, None
+        lidar = self._lidar_frame_input(msg.header, camera_info, width, height) if self._lidar is not None else None
         outputs = self._pipeline.process(
-            Frame(rgb, intrinsics),
+            Frame(rgb, intrinsics, lidar),
             self._config.output_options(),
             want_cloud=self._wanted(self._cloud_pub),
             want_colored=self._wanted(self._colored_pub),
         )
         self._publish(msg.header, outputs, camera_info)
+        if self._lidar is not None:
+            self._publish_alignment(msg.header)
         self._stats.record_latency(INFERENCE, (outputs.timings_ms["inference"] + outputs.timings_ms["depth_stage"]) / 1e3)
         self._stats.record_latency(FRAME_AGE, time.monotonic() - pending.arrival_s)
         self._stats.count(PROCESSED)
@@ -207,6 +238,35 @@ class DepthNode(Node):
             self._info_pub.publish(conversions.camera_info_at(camera_info, header, width, height))
         if outputs.cloud is not None and self._cloud_pub is not None:
             self._cloud_pub.publish(conversions.point_cloud_msg(header, outputs.cloud))
+
+    def _lidar_frame_input(
+        self, header: Any, camera_info: CameraInfo | None, width: int, height: int
+    ) -> LidarFrameInput:
+        """The image stamp, lens and paired scan for the LiDAR-aligned depth stage."""
+        stamp = conversions.stamp_ns(header.stamp) * 1e-9
+        if camera_info is None:  # nothing to project with: do not even parse the cloud
+            return LidarFrameInput(stamp, None, None, "no usable camera_info: cannot project LiDAR points")
+        lens = lens_from_camera_info(camera_info, self._config.intrinsics_source, width, height)
+        try:
+            scan, missing_reason = self._lidar.scan_for(header)
+        except ValueError as error:  # a malformed cloud: count it, align this frame without LiDAR
+            self._report(InputError(input_errors.INVALID_POINT_CLOUD, str(error)))
+            scan, missing_reason = None, f"invalid point cloud: {error}"
+        return LidarFrameInput(stamp, lens, scan, missing_reason or NO_SCAN)
+
+    def _publish_alignment(self, header: Any) -> None:
+        """This frame's fit and filter state on 'alignment' (stamped like the image), the sparse depth if wanted."""
+        aligned = self._pipeline.depth_stage.last
+        values = aligned.diagnostics()
+        self._last_alignment = values
+        if aligned.is_metric:
+            level, message = DiagnosticStatus.OK, f"metric ({values['filter_state']})"
+        else:
+            level, message = DiagnosticStatus.WARN, f"relative only: {values['filter_reason'] or values['fit_reason']}"
+        name = f"dpt_ros: {self.get_fully_qualified_name()} alignment"
+        self._alignment_pub.publish(conversions.diagnostic_array(header.stamp, name, "lidar", level, message, values))
+        if aligned.sparse_depth is not None and self._wanted(self._sparse_pub):
+            self._sparse_pub.publish(conversions.image_msg(header, depth_to_32fc1(aligned.sparse_depth)))
 
     # --- reporting --------------------------------------------------------------------------------
 
@@ -234,6 +294,7 @@ class DepthNode(Node):
             values[f"{name}_p50_ms"], values[f"{name}_p95_ms"] = f"{p50:.1f}", f"{p95:.1f}"
         values.update({name: str(count) for name, count in snapshot.counters.items()})
         values["last_error"] = snapshot.last_error
+        values.update({f"lidar_{key}": value for key, value in self._last_alignment.items()})
         errors = sum(snapshot.counters[name] for name in input_errors.INPUT_ERROR_KINDS + (PROCESSING_ERROR,))
         new_errors, self._input_errors_reported = errors > self._input_errors_reported, errors
         if engine.random_weights:

@@ -1,0 +1,113 @@
+"""The depth node's LiDAR side: subscribe to a PointCloud2, pair scans with images, resolve the extrinsic.
+
+Callbacks only store the raw message (parsing waits until a scan is actually paired with an image, in
+the inference thread). The LiDAR -> camera transform comes from the `lidar_to_camera` parameter when it
+is set, else from TF (tf2_ros, when importable) looked up at the image stamp with a timeout. Anything
+missing yields no scan plus the reason, and the node publishes relative depth only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import numpy as np
+from rclpy.duration import Duration
+from rclpy.node import Node
+from rclpy.time import Time
+from sensor_msgs.msg import CameraInfo, PointCloud2
+
+from dpt_ros.core.cloud_fields import xyz_from_cloud_buffer
+from dpt_ros.core.extrinsics import transform_from_xyz_quaternion
+from dpt_ros.core.lidar_depth import LensModel, LidarScan
+from dpt_ros.core.scan_buffer import NearestStampBuffer
+from dpt_ros.ros.conversions import stamp_ns
+
+SCAN_BUFFER_CAPACITY = 10  # ~1 s of a 10 Hz LiDAR; pairing within lidar_max_dt never needs more
+PARAMETER, TF = "parameter", "tf"
+
+
+def tf_available() -> bool:
+    """Whether tf2_ros can be imported (it is not on PyPI; system ROS installs have it)."""
+    return importlib.util.find_spec("tf2_ros") is not None
+
+
+class LidarInput:
+    """Scans from `topic`, the extrinsic source, and `scan_for(image header)` for the inference thread.
+
+    T_cam_lidar: the static 4x4 LiDAR -> camera optical transform, or None to use TF.
+    Raises ValueError when there is no static transform and tf2_ros is not importable.
+    """
+
+    def __init__(
+        self, node: Node, topic: str, qos: Any, max_dt: float, T_cam_lidar: np.ndarray | None, tf_timeout: float
+    ) -> None:
+        self.max_dt = max_dt
+        self._tf_timeout = Duration(seconds=tf_timeout)
+        self._scans: NearestStampBuffer[PointCloud2] = NearestStampBuffer(SCAN_BUFFER_CAPACITY)
+        if T_cam_lidar is not None:
+            self._static_transform = T_cam_lidar
+            self.extrinsic_source = PARAMETER
+        elif tf_available():
+            from tf2_ros import Buffer, TransformListener
+
+            self._static_transform = None
+            self._tf_buffer = Buffer()
+            self._tf_listener = TransformListener(self._tf_buffer, node, spin_thread=True)
+            self.extrinsic_source = TF
+        else:
+            raise ValueError(
+                "lidar_alignment needs the LiDAR -> camera transform: set lidar_to_camera (7 or 16 values) "
+                "or install tf2_ros (system ROS) and publish the transform on TF"
+            )
+        self._subscription = node.create_subscription(PointCloud2, topic, self._on_cloud, qos)
+        self.topic = self._subscription.topic_name
+
+    def _on_cloud(self, msg: PointCloud2) -> None:
+        self._scans.add(stamp_ns(msg.header.stamp) * 1e-9, msg)
+
+    def scan_for(self, image_header: Any) -> tuple[LidarScan | None, str]:
+        """The scan nearest the image in time, in LiDAR coordinates with its extrinsic; or (None, reason).
+
+        Raises ValueError for a malformed cloud (the node counts it as a bad input).
+        """
+        image_stamp = stamp_ns(image_header.stamp) * 1e-9
+        paired = self._scans.nearest(image_stamp, self.max_dt)
+        if paired is None:
+            return None, f"no LiDAR scan on '{self.topic}' within lidar_max_dt={self.max_dt} s of the image"
+        scan_stamp, cloud = paired
+        transform, reason = self._transform(image_header, cloud.header.frame_id)
+        if transform is None:
+            return None, reason
+        points = xyz_from_cloud_buffer(
+            cloud.data, cloud.fields, cloud.point_step, cloud.row_step, cloud.width, cloud.height, cloud.is_bigendian
+        )
+        return LidarScan(points, transform, scan_stamp, self.extrinsic_source), ""
+
+    def _transform(self, image_header: Any, lidar_frame: str) -> tuple[np.ndarray | None, str]:
+        if self._static_transform is not None:
+            return self._static_transform, ""
+        from tf2_ros import TransformException
+
+        try:
+            stamped = self._tf_buffer.lookup_transform(
+                image_header.frame_id, lidar_frame, Time.from_msg(image_header.stamp), self._tf_timeout
+            )
+        except TransformException as error:
+            return None, f"TF {lidar_frame!r} -> {image_header.frame_id!r} unavailable: {error}"
+        translation, rotation = stamped.transform.translation, stamped.transform.rotation
+        return (
+            transform_from_xyz_quaternion(
+                (translation.x, translation.y, translation.z), (rotation.x, rotation.y, rotation.z, rotation.w)
+            ),
+            "",
+        )
+
+
+def lens_from_camera_info(msg: CameraInfo, intrinsics_source: str, width: int, height: int) -> LensModel:
+    """The lens the prediction was made for: raw images use K and D; rectified ones (source P) P[:3, :3], no D."""
+    if intrinsics_source == "P":
+        K = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)[:, :3]
+        return LensModel(K, (width, height))
+    D = np.asarray(msg.d, dtype=np.float64) if len(msg.d) else None
+    return LensModel(np.asarray(msg.k, dtype=np.float64).reshape(3, 3), (width, height), D, msg.distortion_model)
