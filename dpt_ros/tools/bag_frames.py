@@ -1,4 +1,5 @@
-"""Picks a bag's camera / camera_info / LiDAR topics and pairs each image with its LiDAR scan.
+"""Picks a bag's camera / camera_info / LiDAR topics, pairs each image with its LiDAR scan, and decodes the
+messages into the arrays the depth node works on (with the node's own decoders).
 
 Pairing follows the node: an image takes the scan whose header stamp is nearest to its own, if within
 ``max_lidar_dt``; the newest camera_info received up to the image is used (or, for images recorded before
@@ -8,12 +9,21 @@ reported with the reason, never silently dropped.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+import numpy as np
+
+from dpt_ros.core.camera import PinholeIntrinsics, intrinsics_from_matrices, require_resolution
+from dpt_ros.core.cloud_fields import POINT_FIELD_DTYPES, xyz_from_cloud_buffer
+from dpt_ros.core.image_codec import decode_compressed_image, decode_raw_image
+from dpt_ros.core.input_errors import InputError
+from dpt_ros.core.lidar_depth import LensModel
+from dpt_ros.core.node_config import DepthNodeConfig
 from dpt_ros.core.scan_buffer import NearestStampBuffer
-from dpt_ros.tools.bag_transforms import TransformTree
+from dpt_ros.tools.bag_transforms import TransformLookupError, TransformTree
 from dpt_ros.tools.rosbag_io import (
     CAMERA_INFO,
     IMAGE,
@@ -21,6 +31,7 @@ from dpt_ros.tools.rosbag_io import (
     TF_MESSAGE,
     BagError,
     TopicInfo,
+    bag_topics,
     describe_topics,
     iterate_messages,
     stamp_to_ns,
@@ -143,3 +154,109 @@ def paired_frames(reader: Any, selection: TopicSelection, max_lidar_dt: float = 
             yield resolve(pending.popleft())
     while pending:
         yield resolve(pending.popleft())
+
+
+@dataclass
+class FrameInputs:
+    rgb: np.ndarray
+    intrinsics: PinholeIntrinsics
+    lens: LensModel
+    xyz: np.ndarray  # (N, 3) LiDAR frame
+    ring: np.ndarray | None
+    T_cam_lidar: np.ndarray
+    extrinsic_source: str  # "tf" (the bag's) or "parameter" (--extrinsic), as the node reports it
+
+
+def message_field(message: Any, *names: str) -> Any:
+    """First attribute present: ROS 2 CameraInfo says k/d, ROS 1 says K/D."""
+    for name in names:
+        if hasattr(message, name):
+            return getattr(message, name)
+    raise AttributeError(names[0])
+
+
+def cloud_column(cloud: Any, name: str) -> np.ndarray | None:
+    """(N,) values of one scalar PointCloud2 field (e.g. 'ring') in point order, or None if absent."""
+    for field_ in cloud.fields:
+        if field_.name == name and field_.datatype in POINT_FIELD_DTYPES and field_.count == 1:
+            dtype = np.dtype(POINT_FIELD_DTYPES[field_.datatype]).newbyteorder(">" if cloud.is_bigendian else "<")
+            rows = np.frombuffer(np.asarray(cloud.data, dtype=np.uint8).tobytes(), dtype=np.uint8)
+            rows = rows[: cloud.height * cloud.row_step].reshape(cloud.height, cloud.row_step)
+            points = rows[:, : cloud.width * cloud.point_step].reshape(cloud.height * cloud.width, cloud.point_step)
+            return points[:, field_.offset : field_.offset + dtype.itemsize].copy().view(dtype).ravel()
+    return None
+
+
+def lens_from_camera_info(info: Any, intrinsics_source: str) -> LensModel:
+    """The lens the prediction is for, as the node builds it (dpt_ros.ros.lidar_input.lens_from_camera_info, which
+    lives in the rclpy layer): raw images use K and D; rectified ones (source P) P[:3, :3] and no distortion."""
+    size = (info.width, info.height)
+    if intrinsics_source == "P":
+        return LensModel(np.asarray(message_field(info, "p", "P"), dtype=np.float64).reshape(3, 4)[:, :3], size)
+    distortion = np.asarray(message_field(info, "d", "D"), dtype=np.float64)
+    return LensModel(np.asarray(message_field(info, "k", "K"), dtype=np.float64).reshape(3, 3), size,
+                     distortion if len(distortion) else None, info.distortion_model)
+
+
+def decode_frame(pair: PairedFrame, tree: TransformTree, config: DepthNodeConfig) -> FrameInputs:
+    """Message → arrays, with the node's own decoders; raises InputError / ValueError / TransformLookupError."""
+    image = pair.image
+    if hasattr(image, "format"):
+        rgb = decode_compressed_image(np.asarray(image.data, dtype=np.uint8), image.format)
+    else:
+        rgb = decode_raw_image(np.asarray(image.data, dtype=np.uint8), image.width, image.height, image.encoding,
+                               image.step)
+    info = pair.camera_info
+    intrinsics = intrinsics_from_matrices(message_field(info, "k", "K"), message_field(info, "p", "P"), info.width, info.height,
+                                          config.intrinsics_source)
+    require_resolution(intrinsics, rgb.shape[1], rgb.shape[0])
+    cloud = pair.cloud
+    xyz = xyz_from_cloud_buffer(np.asarray(cloud.data, dtype=np.uint8), cloud.fields, cloud.point_step,
+                                cloud.row_step, cloud.width, cloud.height, cloud.is_bigendian)
+    extrinsic, source = config.lidar_extrinsic(), "parameter"
+    if extrinsic is None:
+        extrinsic, source = tree.lookup(image.header.frame_id, cloud.header.frame_id, pair.stamp_ns), "tf"
+    return FrameInputs(rgb, intrinsics, lens_from_camera_info(info, config.intrinsics_source), xyz, cloud_column(cloud, "ring"),
+                        extrinsic, source)
+
+
+@dataclass(frozen=True)
+class BagFrames:
+    selection: TopicSelection
+    total: int  # images that will be yielded
+
+
+def decoded_frames(reader: Any, config: DepthNodeConfig, max_frames: int | None,
+                   topics: dict[str, str | None] | None) -> tuple[BagFrames, Any]:
+    """The bag's images in order, as (pair, inputs, decode ms) or (skipped frame, None, 0), decoded the node's
+    way for its ``config`` — the one reading path of evaluation and node reproduction. A LiDAR→camera
+    transform missing at the very first frame is a BagError (nothing could be scored)."""
+    selection = select_topics(bag_topics(reader), **(topics or {}))
+    tree = read_transform_tree(reader) if config.lidar_extrinsic() is None else TransformTree()
+    n_images = reader.topics[selection.image].msgcount
+    total = min(n_images, max_frames) if max_frames else n_images
+
+    def frames() -> Any:
+        decoded_any = False
+        for item in paired_frames(reader, selection, config.lidar_max_dt):
+            if item.index >= total:
+                return
+            if isinstance(item, SkippedFrame):
+                yield item, None, 0.0
+                continue
+            start = time.perf_counter()
+            try:
+                inputs = decode_frame(item, tree, config)
+            except TransformLookupError as error:
+                if not decoded_any:
+                    raise BagError(f"{error}. Pass the LiDAR→camera transform with --extrinsic "
+                                          "'x y z qx qy qz qw' (or 16 values, row-major 4×4).") from None
+                yield SkippedFrame(item.index, item.stamp_ns, "no transform at this time"), None, 0.0
+                continue
+            except (InputError, ValueError) as error:
+                yield SkippedFrame(item.index, item.stamp_ns, f"bad input: {error}"), None, 0.0
+                continue
+            decoded_any = True
+            yield item, inputs, (time.perf_counter() - start) * 1e3
+
+    return BagFrames(selection, total), frames()

@@ -25,9 +25,6 @@ import numpy as np
 from tqdm import tqdm
 
 from dpt_ros.core.alignment import DEPTH, INVERSE_DEPTH, fit_samples, to_metric
-from dpt_ros.core.camera import PinholeIntrinsics, intrinsics_from_matrices, require_resolution
-from dpt_ros.core.depth_setup import depth_stage
-from dpt_ros.core.cloud_fields import POINT_FIELD_DTYPES, xyz_from_cloud_buffer
 from dpt_ros.core.depth_evaluation import (
     HoldoutConfig,
     PixelSamples,
@@ -38,15 +35,13 @@ from dpt_ros.core.depth_evaluation import (
     score_points,
     static_pixel_flicker,
 )
-from dpt_ros.core.image_codec import decode_compressed_image, decode_raw_image
-from dpt_ros.core.input_errors import InputError
-from dpt_ros.core.lidar_depth import AlignedDepth, LensModel, LidarFrameInput, LidarScan
+from dpt_ros.core.depth_setup import depth_stage
+from dpt_ros.core.lidar_depth import AlignedDepth, LidarFrameInput, LidarScan
 from dpt_ros.core.lidar_projection import keep_nearest_per_pixel, project_points
 from dpt_ros.core.node_config import DepthNodeConfig
 from dpt_ros.core.pipeline import RELATIVE_INVERSE_DEPTH, DepthPipeline, Frame
-from dpt_ros.tools.bag_frames import PairedFrame, SkippedFrame, TopicSelection, paired_frames, read_transform_tree, \
+from dpt_ros.tools.bag_frames import FrameInputs, PairedFrame, TopicSelection, decoded_frames, message_field, \
     select_topics
-from dpt_ros.tools.bag_transforms import TransformLookupError, TransformTree
 from dpt_ros.tools.evaluation_report import FrameRecord, plot_example, summarise, write_run_folder
 from dpt_ros.tools.rosbag_io import (
     CAMERA_INFO,
@@ -90,70 +85,6 @@ class EvaluationOptions:
 
 class EvaluationError(RuntimeError):
     """The evaluation cannot go on (no transform, nothing scored...); the message says what to do."""
-
-
-@dataclass
-class _FrameInputs:
-    rgb: np.ndarray
-    intrinsics: PinholeIntrinsics
-    lens: LensModel
-    xyz: np.ndarray  # (N, 3) LiDAR frame
-    ring: np.ndarray | None
-    T_cam_lidar: np.ndarray
-    extrinsic_source: str  # "tf" (the bag's) or "parameter" (--extrinsic), as the node reports it
-
-
-def _field(message: Any, *names: str) -> Any:
-    """First attribute present: ROS 2 CameraInfo says k/d, ROS 1 says K/D."""
-    for name in names:
-        if hasattr(message, name):
-            return getattr(message, name)
-    raise AttributeError(names[0])
-
-
-def _cloud_column(cloud: Any, name: str) -> np.ndarray | None:
-    """(N,) values of one scalar PointCloud2 field (e.g. 'ring') in point order, or None if absent."""
-    for field_ in cloud.fields:
-        if field_.name == name and field_.datatype in POINT_FIELD_DTYPES and field_.count == 1:
-            dtype = np.dtype(POINT_FIELD_DTYPES[field_.datatype]).newbyteorder(">" if cloud.is_bigendian else "<")
-            rows = np.frombuffer(np.asarray(cloud.data, dtype=np.uint8).tobytes(), dtype=np.uint8)
-            rows = rows[: cloud.height * cloud.row_step].reshape(cloud.height, cloud.row_step)
-            points = rows[:, : cloud.width * cloud.point_step].reshape(cloud.height * cloud.width, cloud.point_step)
-            return points[:, field_.offset : field_.offset + dtype.itemsize].copy().view(dtype).ravel()
-    return None
-
-
-def _lens(info: Any, intrinsics_source: str) -> LensModel:
-    """The lens the prediction is for, as the node builds it (dpt_ros.ros.lidar_input.lens_from_camera_info, which
-    lives in the rclpy layer): raw images use K and D; rectified ones (source P) P[:3, :3] and no distortion."""
-    size = (info.width, info.height)
-    if intrinsics_source == "P":
-        return LensModel(np.asarray(_field(info, "p", "P"), dtype=np.float64).reshape(3, 4)[:, :3], size)
-    distortion = np.asarray(_field(info, "d", "D"), dtype=np.float64)
-    return LensModel(np.asarray(_field(info, "k", "K"), dtype=np.float64).reshape(3, 3), size,
-                     distortion if len(distortion) else None, info.distortion_model)
-
-
-def _decode(pair: PairedFrame, tree: TransformTree, config: DepthNodeConfig) -> _FrameInputs:
-    """Message → arrays, with the node's own decoders; raises InputError / ValueError / TransformLookupError."""
-    image = pair.image
-    if hasattr(image, "format"):
-        rgb = decode_compressed_image(np.asarray(image.data, dtype=np.uint8), image.format)
-    else:
-        rgb = decode_raw_image(np.asarray(image.data, dtype=np.uint8), image.width, image.height, image.encoding,
-                               image.step)
-    info = pair.camera_info
-    intrinsics = intrinsics_from_matrices(_field(info, "k", "K"), _field(info, "p", "P"), info.width, info.height,
-                                          config.intrinsics_source)
-    require_resolution(intrinsics, rgb.shape[1], rgb.shape[0])
-    cloud = pair.cloud
-    xyz = xyz_from_cloud_buffer(np.asarray(cloud.data, dtype=np.uint8), cloud.fields, cloud.point_step,
-                                cloud.row_step, cloud.width, cloud.height, cloud.is_bigendian)
-    extrinsic, source = config.lidar_extrinsic(), "parameter"
-    if extrinsic is None:
-        extrinsic, source = tree.lookup(image.header.frame_id, cloud.header.frame_id, pair.stamp_ns), "tf"
-    return _FrameInputs(rgb, intrinsics, _lens(info, config.intrinsics_source), xyz, _cloud_column(cloud, "ring"),
-                        extrinsic, source)
 
 
 def _pixel_samples_of_sparse(sparse: np.ndarray | None) -> PixelSamples:
@@ -205,7 +136,7 @@ class NodePath:
         self.recorder = _RecordingPredictor(predictor)
         self.pipeline = DepthPipeline(self.recorder, depth_stage(self.config, output_kind))
 
-    def process(self, inputs: _FrameInputs, fitting_xyz: np.ndarray, stamp_ns: int,
+    def process(self, inputs: FrameInputs, fitting_xyz: np.ndarray, stamp_ns: int,
                 ) -> tuple[np.ndarray, AlignedDepth, dict[str, float]]:
         """(raw prediction, the stage's AlignedDepth, per-stage ms) for one frame aligned to ``fitting_xyz``."""
         stamp = stamp_ns / 1e9
@@ -226,7 +157,7 @@ class BagEvaluation:
         self._previous: tuple[np.ndarray, np.ndarray] | None = None  # rgb, depth of the last scored frame
         self.depth_outputs: list[tuple[int, np.ndarray, Any]] = []  # for the optional output bag
 
-    def process(self, pair: PairedFrame, inputs: _FrameInputs, example: bool) -> FrameRecord:
+    def process(self, pair: PairedFrame, inputs: FrameInputs, example: bool) -> FrameRecord:
         options, timings = self.options, {}
         record = FrameRecord(pair.index, pair.stamp_ns, n_lidar=len(inputs.xyz),
                              lidar_offset_ms=pair.lidar_offset_ns / 1e6, timings_ms=timings)
@@ -281,51 +212,9 @@ def _write_output_bag(path: Path, outputs: list[tuple[int, np.ndarray, Any]], fr
         bag.add_topic("/eval/depth", IMAGE)
         bag.add_topic("/eval/camera_info", CAMERA_INFO)
         for stamp, depth, info in outputs:
-            K = np.asarray(_field(info, "k", "K"), dtype=np.float64).reshape(3, 3)
+            K = np.asarray(message_field(info, "k", "K"), dtype=np.float64).reshape(3, 3)
             bag.write("/eval/depth", stamp, make_image(depth, "32FC1", stamp, frame_id))
             bag.write("/eval/camera_info", stamp, make_camera_info(K, depth.shape[1], depth.shape[0], stamp, frame_id))
-
-
-@dataclass(frozen=True)
-class _BagFrames:
-    selection: TopicSelection
-    total: int  # images that will be yielded
-
-
-def _bag_frames(reader: Any, options: EvaluationOptions, topics: dict[str, str | None] | None,
-                ) -> tuple[_BagFrames, Any]:
-    """The bag's images in order as (pair, inputs, decode ms) or (skipped frame, None, 0) — the one reading
-    path of evaluation and node reproduction. A transform missing from the very first frame is an error."""
-    selection = select_topics(bag_topics(reader), **(topics or {}))
-    config = options.node_config
-    tree = read_transform_tree(reader) if config.lidar_extrinsic() is None else TransformTree()
-    n_images = reader.topics[selection.image].msgcount
-    total = min(n_images, options.max_frames) if options.max_frames else n_images
-
-    def frames() -> Any:
-        decoded_any = False
-        for item in paired_frames(reader, selection, config.lidar_max_dt):
-            if item.index >= total:
-                return
-            if isinstance(item, SkippedFrame):
-                yield item, None, 0.0
-                continue
-            start = time.perf_counter()
-            try:
-                inputs = _decode(item, tree, config)
-            except TransformLookupError as error:
-                if not decoded_any:
-                    raise EvaluationError(f"{error}. Pass the LiDAR→camera transform with --extrinsic "
-                                          "'x y z qx qy qz qw' (or 16 values, row-major 4×4).") from None
-                yield SkippedFrame(item.index, item.stamp_ns, "no transform at this time"), None, 0.0
-                continue
-            except (InputError, ValueError) as error:
-                yield SkippedFrame(item.index, item.stamp_ns, f"bad input: {error}"), None, 0.0
-                continue
-            decoded_any = True
-            yield item, inputs, (time.perf_counter() - start) * 1e3
-
-    return _BagFrames(selection, total), frames()
 
 
 def evaluate_bag(bag_path: Path, predictor: DepthPredictor, output_kind: str, run_dir: Path,
@@ -338,7 +227,7 @@ def evaluate_bag(bag_path: Path, predictor: DepthPredictor, output_kind: str, ru
     """
     reader = open_bag(bag_path)
     try:
-        info, frames = _bag_frames(reader, options, topics)
+        info, frames = decoded_frames(reader, options.node_config, options.max_frames, topics)
         example_indices = set(np.linspace(0, info.total - 1, min(options.n_examples, info.total)).round().astype(int))
         evaluation = BagEvaluation(predictor, output_kind, options)
         camera_frame = ""
@@ -366,7 +255,7 @@ def reproduce_node_depth(bag_path: Path, predictor: DepthPredictor, output_kind:
     node = NodePath(predictor, output_kind, options.node_config)
     outputs = []
     try:
-        _, frames = _bag_frames(reader, options, topics)
+        _, frames = decoded_frames(reader, options.node_config, options.max_frames, topics)
         for item, inputs, _ in frames:
             if inputs is not None:
                 _, aligned, _ = node.process(inputs, inputs.xyz, item.stamp_ns)
