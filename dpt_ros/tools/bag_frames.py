@@ -207,8 +207,8 @@ def decode_frame(pair: PairedFrame, tree: TransformTree, config: DepthNodeConfig
         rgb = decode_raw_image(np.asarray(image.data, dtype=np.uint8), image.width, image.height, image.encoding,
                                image.step)
     info = pair.camera_info
-    intrinsics = intrinsics_from_matrices(message_field(info, "k", "K"), message_field(info, "p", "P"), info.width, info.height,
-                                          config.intrinsics_source)
+    intrinsics = intrinsics_from_matrices(message_field(info, "k", "K"), message_field(info, "p", "P"), info.width,
+                                          info.height, config.intrinsics_source)
     require_resolution(intrinsics, rgb.shape[1], rgb.shape[0])
     cloud = pair.cloud
     xyz = xyz_from_cloud_buffer(np.asarray(cloud.data, dtype=np.uint8), cloud.fields, cloud.point_step,
@@ -216,8 +216,8 @@ def decode_frame(pair: PairedFrame, tree: TransformTree, config: DepthNodeConfig
     extrinsic, source = config.lidar_extrinsic(), "parameter"
     if extrinsic is None:
         extrinsic, source = tree.lookup(image.header.frame_id, cloud.header.frame_id, pair.stamp_ns), "tf"
-    return FrameInputs(rgb, intrinsics, lens_from_camera_info(info, config.intrinsics_source), xyz, cloud_column(cloud, "ring"),
-                        extrinsic, source)
+    lens = lens_from_camera_info(info, config.intrinsics_source)
+    return FrameInputs(rgb, intrinsics, lens, xyz, cloud_column(cloud, "ring"), extrinsic, source)
 
 
 @dataclass(frozen=True)

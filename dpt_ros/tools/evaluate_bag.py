@@ -273,7 +273,7 @@ def _finish(bag_path: Path, run_dir: Path, evaluation: BagEvaluation, selection:
     if not any(r.scored for r in records):
         reasons = sorted({r.reason for r in records})
         raise EvaluationError("no frame could be scored: " + "; ".join(reasons))
-    holdout = options.holdout
+    holdout, config = options.holdout, options.node_config
     description = f"{holdout.fraction:.0%} of points at random (seed {holdout.seed})" + (
         f" + every {holdout.every_kth_beam}th beam" if holdout.every_kth_beam else "")
     context = {
@@ -281,8 +281,8 @@ def _finish(bag_path: Path, run_dir: Path, evaluation: BagEvaluation, selection:
         "topics": dataclasses.asdict(selection),
         "model": {"preset": "?", "random_weights": False, **model_info, "output_kind": evaluation.output_kind},
         "holdout": {**dataclasses.asdict(holdout), "description": description},
-        "alignment": {"method": options.node_config.lidar_fit_method, "max_lidar_dt_s": options.node_config.lidar_max_dt,
-                      "extrinsic": "bag TF" if options.node_config.lidar_extrinsic() is None else "parameter"},
+        "alignment": {"method": config.lidar_fit_method, "max_lidar_dt_s": config.lidar_max_dt,
+                      "extrinsic": "bag TF" if config.lidar_extrinsic() is None else "parameter"},
         "scoring_range_m": [options.min_depth, options.max_depth],
     }
     summary = summarise(records, context)
