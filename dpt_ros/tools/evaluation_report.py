@@ -208,6 +208,7 @@ def plot_error_vs_range(summary: dict[str, Any], path: Path) -> None:
 
 def plot_per_frame(records: list[FrameRecord], path: Path) -> None:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     scored = [r for r in records if r.scored]
     figure, axis = plt.subplots(figsize=(7, 3.5))
@@ -216,6 +217,7 @@ def plot_per_frame(records: list[FrameRecord], path: Path) -> None:
                   for r in scored]
         axis.plot([r.index for r in scored], values, marker="o", markersize=3, label=METHODS[method])
     axis.set_xlabel("frame")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel("AbsRel (held-out points)")
     axis.set_yscale("log")
     axis.legend(fontsize=7)
