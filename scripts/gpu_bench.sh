@@ -32,11 +32,20 @@ a, b = eager.infer(img), graphs.infer(img)
 c = graphs.infer_batch([img, img])
 print("graph vs eager max abs", float(np.abs(a - b).max()), "batch vs single", float(np.abs(c[1] - b).max()), "scale", float(np.abs(a).max()))
 PY
-bench hybrid_fp32_eager --preset dpt_hybrid_midas --precision fp32
-bench hybrid_fp16_eager --preset dpt_hybrid_midas --precision fp16
-bench hybrid_fp16_graphs --preset dpt_hybrid_midas --precision fp16 --cuda-graphs --cameras 4 --compare-hf
-bench hybrid_bf16_graphs --preset dpt_hybrid_midas --precision bf16 --cuda-graphs
-bench large_fp16_graphs --preset dpt_large_midas --precision fp16 --cuda-graphs --cameras 4 --compare-hf
-bench kitti_fp16_graphs --preset dpt_hybrid_kitti --precision fp16 --cuda-graphs --size 375x1242
-bench hybrid_fp16_compile_graphs --preset dpt_hybrid_midas --precision fp16 --cuda-graphs --compile
-bench large_fp16_compile_graphs --preset dpt_large_midas --precision fp16 --cuda-graphs --compile
+case "${1:-all}" in
+  all)
+    bench hybrid_fp32_eager --preset dpt_hybrid_midas --precision fp32
+    bench hybrid_fp16_eager --preset dpt_hybrid_midas --precision fp16
+    bench hybrid_fp16_graphs --preset dpt_hybrid_midas --precision fp16 --cuda-graphs --cameras 4 --compare-hf
+    bench hybrid_bf16_graphs --preset dpt_hybrid_midas --precision bf16 --cuda-graphs
+    bench large_fp16_graphs --preset dpt_large_midas --precision fp16 --cuda-graphs --cameras 4 --compare-hf
+    bench kitti_fp16_graphs --preset dpt_hybrid_kitti --precision fp16 --cuda-graphs --size 375x1242
+    bench hybrid_fp16_compile_graphs --preset dpt_hybrid_midas --precision fp16 --cuda-graphs --compile
+    bench large_fp16_compile_graphs --preset dpt_large_midas --precision fp16 --cuda-graphs --compile ;;
+  compiled)  # the fastest configurations, with pinned copies and multi-camera batching
+    bench hybrid_fp16_graphs --preset dpt_hybrid_midas --precision fp16 --cuda-graphs --cameras 4
+    bench hybrid_fp16_compile_graphs --preset dpt_hybrid_midas --precision fp16 --cuda-graphs --compile --cameras 4
+    bench large_fp16_compile_graphs --preset dpt_large_midas --precision fp16 --cuda-graphs --compile --cameras 4 ;;
+esac
+python3 -c "import glob, json; json.dump({f: json.load(open(f)) for f in sorted(glob.glob('$OUT/*.json'))}, open('$OUT/all_results.json.txt', 'w'), indent=1)"
+rm -f "$OUT"/*.json "$OUT"/*.log
