@@ -108,9 +108,9 @@ def test_images_pair_with_the_nearest_scan_or_say_why_not(tmp_path):
 
 def test_compressed_images_and_ros1_style_camera_info_decode_the_nodes_way():
     rgb = np.random.default_rng(0).integers(0, 255, (4, 6, 3), dtype=np.uint8)
-    ok, jpeg = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    _, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     compressed = TYPESTORE.types["sensor_msgs/msg/CompressedImage"](
-        header=make_header(0, "camera"), format="png", data=np.frombuffer(jpeg.tobytes(), np.uint8))
+        header=make_header(0, "camera"), format="png", data=np.frombuffer(png.tobytes(), np.uint8))
     info = make_camera_info(np.array([[5.0, 0, 2.5], [0, 5.0, 1.5], [0, 0, 1]]), 6, 4, 0, "camera")
     cloud = make_point_cloud({"x": np.array([10.0], np.float32), "y": np.zeros(1, np.float32),
                               "z": np.zeros(1, np.float32), "ring": np.array([7], np.uint16)}, 0, "lidar")
