@@ -16,6 +16,7 @@ import pytest
 import dpt_ros.core.depth_setup as depth_setup
 from dpt_ros.core.depth_evaluation import HoldoutConfig, holdout_mask
 from dpt_ros.core.lidar_projection import project_lidar
+from dpt_ros.core.synthetic_drive import SensorRig, SequenceConfig, render_sequence
 from dpt_ros.core.synthetic_scene import (
     R_BASE_OPTICAL,
     Box,
@@ -23,11 +24,8 @@ from dpt_ros.core.synthetic_scene import (
     PinholeCamera,
     Plane,
     Scene,
-    SensorRig,
-    SequenceConfig,
     Surface,
     make_transform,
-    render_sequence,
     rotation_rpy,
 )
 from dpt_ros.tools import evaluate_bag as evaluate_module

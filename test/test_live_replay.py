@@ -22,7 +22,7 @@ from rclpy.parameter import Parameter
 import dpt_ros.core.depth_setup as depth_setup
 from dpt_ros.core.model.presets import get_preset
 from dpt_ros.core.node_config import DepthNodeConfig
-from dpt_ros.core.synthetic_scene import render_sequence
+from dpt_ros.core.synthetic_drive import render_sequence
 from dpt_ros.ros.depth_node import DepthNode
 from dpt_ros.tools.demo import compare_live_and_offline, recorded_depth
 from dpt_ros.tools.evaluate_bag import EvaluationOptions, reproduce_node_depth

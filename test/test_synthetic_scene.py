@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from dpt_ros.core.synthetic_drive import SensorRig, SequenceConfig, render_sequence, drive_scene
 from dpt_ros.core.synthetic_scene import (
     R_BASE_OPTICAL,
     Box,
@@ -12,18 +13,14 @@ from dpt_ros.core.synthetic_scene import (
     PinholeCamera,
     Plane,
     Scene,
-    SensorRig,
-    SequenceConfig,
     Sphere,
     Surface,
     cast_rays,
     invert_transform,
     make_transform,
     render_camera,
-    render_sequence,
     rotation_rpy,
     simulate_lidar,
-    drive_scene,
 )
 
 GREY = Surface((0.5, 0.5, 0.5))

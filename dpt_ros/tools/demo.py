@@ -29,7 +29,7 @@ import numpy as np
 from dpt_ros.core.node_config import DepthNodeConfig
 from dpt_ros.tools.evaluate_bag import EvaluationError, EvaluationOptions, build_engine, evaluate_bag, \
     one_line_summary, reproduce_node_depth
-from dpt_ros.core.synthetic_scene import render_sequence
+from dpt_ros.core.synthetic_drive import render_sequence
 from dpt_ros.tools.make_sample_bag import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, sample_config, \
     write_sample_bag
 from dpt_ros.tools.rosbag_io import BagError, bag_topics, iterate_messages, open_bag, stamp_to_ns

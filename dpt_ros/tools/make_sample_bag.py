@@ -18,7 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dpt_ros.core.synthetic_scene import LidarConfig, PinholeCamera, SequenceConfig, render_sequence
+from dpt_ros.core.synthetic_drive import SequenceConfig, render_sequence
+from dpt_ros.core.synthetic_scene import LidarConfig, PinholeCamera
 from dpt_ros.tools.rosbag_io import (
     CAMERA_INFO,
     IMAGE,
