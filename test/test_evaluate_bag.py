@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import dpt_ros.core.depth_setup as depth_setup
+from dpt_ros.core.cloud_fields import xyz_from_cloud_buffer
 from dpt_ros.core.depth_evaluation import HoldoutConfig, holdout_mask
 from dpt_ros.core.lidar_projection import project_lidar
 from dpt_ros.core.synthetic_drive import SensorRig, SequenceConfig, render_sequence
@@ -215,7 +216,8 @@ def test_cli_runs_a_real_architecture_end_to_end(exact_bags, tmp_path, capsys):
         metric_frames = sum(float(row["node_coverage"]) > 0 for row in csv.DictReader(rows))
     reader = open_bag(output_bag)
     assert {t.name: t.count for t in bag_topics(reader)} == {"/eval/depth": metric_frames,
-                                                             "/eval/camera_info": metric_frames}
+                                                             "/eval/camera_info": metric_frames,
+                                                             "/eval/points": metric_frames}
     reader.close()
 
 
@@ -224,11 +226,17 @@ def test_output_bag_holds_the_nodes_metric_depth(exact_bags, tmp_path):
     _run(exact_bags["mcap"], TruthPredictor(exact_config()), tmp_path, options)
     reader = open_bag(tmp_path / "out")
     messages = list(iterate_messages(reader, ["/eval/depth"]))
+    clouds = list(iterate_messages(reader, ["/eval/points"]))
     reader.close()
-    assert len(messages) == N_FRAMES
+    assert len(messages) == len(clouds) == N_FRAMES
     depth = np.frombuffer(messages[0][2].data.tobytes(), "<f4").reshape(CAMERA.height, CAMERA.width)
     truth = next(iter(render_sequence(exact_config()))).camera.depth
     np.testing.assert_allclose(depth, truth, rtol=1e-5)
+    cloud = clouds[0][2]  # the node's organised cloud: z of each pixel is its depth
+    xyz = xyz_from_cloud_buffer(cloud.data, cloud.fields, cloud.point_step, cloud.row_step, cloud.width,
+                                cloud.height, cloud.is_bigendian)
+    assert (cloud.height, cloud.width) == (CAMERA.height, CAMERA.width)
+    np.testing.assert_allclose(xyz[:, 2].reshape(CAMERA.height, CAMERA.width), truth, rtol=1e-5)
 
 
 def test_whole_beams_can_be_held_out(exact_bags, tmp_path, monkeypatch):

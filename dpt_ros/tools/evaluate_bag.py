@@ -17,6 +17,7 @@ import dataclasses
 import math
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,17 +41,20 @@ from dpt_ros.core.lidar_depth import AlignedDepth, LidarFrameInput, LidarScan
 from dpt_ros.core.lidar_projection import keep_nearest_per_pixel, project_points
 from dpt_ros.core.node_config import DepthNodeConfig
 from dpt_ros.core.pipeline import RELATIVE_INVERSE_DEPTH, DepthPipeline, Frame
+from dpt_ros.core.pointcloud import PackedCloud
 from dpt_ros.tools.bag_frames import FrameInputs, PairedFrame, TopicSelection, decoded_frames, message_field, \
     select_topics
 from dpt_ros.tools.evaluation_report import FrameRecord, plot_example, summarise, write_run_folder
 from dpt_ros.tools.rosbag_io import (
     CAMERA_INFO,
     IMAGE,
+    POINT_CLOUD,
     BagError,
     BagWriter,
     bag_topics,
     make_camera_info,
     make_image,
+    make_packed_cloud,
     open_bag,
 )
 
@@ -127,6 +131,14 @@ class _RecordingPredictor:
         return self.last
 
 
+@dataclass(frozen=True)
+class NodeFrame:
+    prediction: np.ndarray  # (H, W) raw network output
+    aligned: AlignedDepth  # the LiDAR stage's result (values, fit, filter state, sparse depth)
+    timings_ms: dict[str, float]
+    cloud: PackedCloud | None  # the node's point cloud (metric frames, when wanted)
+
+
 class NodePath:
     """The node's per-frame processing: its DepthPipeline with the depth stage it builds for this config."""
 
@@ -136,26 +148,27 @@ class NodePath:
         self.recorder = _RecordingPredictor(predictor)
         self.pipeline = DepthPipeline(self.recorder, depth_stage(self.config, output_kind))
 
-    def process(self, inputs: FrameInputs, fitting_xyz: np.ndarray, stamp_ns: int,
-                ) -> tuple[np.ndarray, AlignedDepth, dict[str, float]]:
-        """(raw prediction, the stage's AlignedDepth, per-stage ms) for one frame aligned to ``fitting_xyz``."""
+    def process(self, inputs: FrameInputs, fitting_xyz: np.ndarray, stamp_ns: int, want_cloud: bool = False,
+                ) -> NodeFrame:
+        """One frame aligned to ``fitting_xyz`` (the node's point cloud too, if wanted and metric)."""
         stamp = stamp_ns / 1e9
         scan = LidarScan(fitting_xyz, inputs.T_cam_lidar, stamp, inputs.extrinsic_source)
         frame = Frame(inputs.rgb, inputs.intrinsics, LidarFrameInput(stamp, inputs.lens, scan))
-        outputs = self.pipeline.process(frame, self.config.output_options(), want_cloud=False)
-        return self.recorder.last, self.pipeline.depth_stage.last, outputs.timings_ms
+        outputs = self.pipeline.process(frame, self.config.output_options(), want_cloud=want_cloud)
+        return NodeFrame(self.recorder.last, self.pipeline.depth_stage.last, outputs.timings_ms, outputs.cloud)
 
 
 class BagEvaluation:
     """One evaluation run: feed it the bag's frames in order (the aligner's temporal filter is stateful)."""
 
-    def __init__(self, predictor: DepthPredictor, output_kind: str, options: EvaluationOptions) -> None:
+    def __init__(self, predictor: DepthPredictor, output_kind: str, options: EvaluationOptions,
+                 output: BagWriter | None = None) -> None:
         self.output_kind, self.options = output_kind, options
         self.node = NodePath(predictor, output_kind, options.node_config)
         self.records: list[FrameRecord] = []
         self.examples: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # index -> rgb, the node's depth
         self._previous: tuple[np.ndarray, np.ndarray] | None = None  # rgb, depth of the last scored frame
-        self.depth_outputs: list[tuple[int, np.ndarray, Any]] = []  # for the optional output bag
+        self.output = output
 
     def process(self, pair: PairedFrame, inputs: FrameInputs, example: bool) -> FrameRecord:
         options, timings = self.options, {}
@@ -164,8 +177,9 @@ class BagEvaluation:
         held_mask = holdout_mask(len(inputs.xyz), options.holdout, pair.index, inputs.ring)
 
         # --- the node's path, on the fitting points only
-        prediction, aligned, node_timings = self.node.process(inputs, inputs.xyz[~held_mask], pair.stamp_ns)
-        timings.update(node_timings)
+        node_frame = self.node.process(inputs, inputs.xyz[~held_mask], pair.stamp_ns, self.output is not None)
+        prediction, aligned = node_frame.prediction, node_frame.aligned
+        timings.update(node_frame.timings_ms)
 
         # --- scoring on held-out pixels that no fitting point touches
         start = time.perf_counter()
@@ -199,22 +213,25 @@ class BagEvaluation:
             self._previous = (inputs.rgb, node_depth)
         if example:
             self.examples[pair.index] = (inputs.rgb, node_depth)
-        if options.output_bag is not None and node_depth is not None:
-            self.depth_outputs.append((pair.stamp_ns, node_depth, pair.camera_info))
+        if self.output is not None and node_depth is not None:
+            _write_outputs(self.output, pair, node_depth, node_frame.cloud)
         return record
 
     def skip(self, index: int, stamp_ns: int, reason: str) -> None:
         self.records.append(FrameRecord(index, stamp_ns, reason=reason))
 
 
-def _write_output_bag(path: Path, outputs: list[tuple[int, np.ndarray, Any]], frame_id: str) -> None:
-    with BagWriter(path, "mcap", overwrite=True) as bag:
-        bag.add_topic("/eval/depth", IMAGE)
-        bag.add_topic("/eval/camera_info", CAMERA_INFO)
-        for stamp, depth, info in outputs:
-            K = np.asarray(message_field(info, "k", "K"), dtype=np.float64).reshape(3, 3)
-            bag.write("/eval/depth", stamp, make_image(depth, "32FC1", stamp, frame_id))
-            bag.write("/eval/camera_info", stamp, make_camera_info(K, depth.shape[1], depth.shape[0], stamp, frame_id))
+OUTPUT_TOPICS = {"/eval/depth": IMAGE, "/eval/camera_info": CAMERA_INFO, "/eval/points": POINT_CLOUD}
+
+
+def _write_outputs(bag: BagWriter, pair: PairedFrame, depth: np.ndarray, cloud: PackedCloud | None) -> None:
+    """The node's metric depth (32FC1), its camera_info and point cloud, stamped and framed like the image."""
+    stamp, frame_id = pair.stamp_ns, pair.image.header.frame_id
+    K = np.asarray(message_field(pair.camera_info, "k", "K"), dtype=np.float64).reshape(3, 3)
+    bag.write("/eval/depth", stamp, make_image(depth, "32FC1", stamp, frame_id))
+    bag.write("/eval/camera_info", stamp, make_camera_info(K, depth.shape[1], depth.shape[0], stamp, frame_id))
+    if cloud is not None:
+        bag.write("/eval/points", stamp, make_packed_cloud(cloud, stamp, frame_id))
 
 
 def evaluate_bag(bag_path: Path, predictor: DepthPredictor, output_kind: str, run_dir: Path,
@@ -225,25 +242,26 @@ def evaluate_bag(bag_path: Path, predictor: DepthPredictor, output_kind: str, ru
     topics: optional {"image": ..., "camera_info": ..., "lidar": ...} overriding auto-detection.
     Raises BagError / EvaluationError with a message meant for the user.
     """
-    reader = open_bag(bag_path)
-    try:
+    with ExitStack() as stack:
+        reader = open_bag(bag_path)
+        stack.callback(reader.close)
         info, frames = decoded_frames(reader, options.node_config, options.max_frames, topics)
+        output = stack.enter_context(BagWriter(options.output_bag, "mcap", overwrite=True)) \
+            if options.output_bag else None  # written atomically: a failed run leaves no partial bag
+        for topic, msgtype in OUTPUT_TOPICS.items() if output is not None else ():
+            output.add_topic(topic, msgtype)
         example_indices = set(np.linspace(0, info.total - 1, min(options.n_examples, info.total)).round().astype(int))
-        evaluation = BagEvaluation(predictor, output_kind, options)
-        camera_frame = ""
+        evaluation = BagEvaluation(predictor, output_kind, options, output)
         with tqdm(total=info.total, desc="evaluating", unit="frame", disable=not options.progress) as progress:
             for item, inputs, decode_ms in frames:
                 progress.update(1)
                 if inputs is None:
                     evaluation.skip(item.index, item.stamp_ns, item.reason)
                     continue
-                camera_frame = item.image.header.frame_id
                 record = evaluation.process(item, inputs, item.index in example_indices)
                 record.timings_ms = {"decode": decode_ms, **record.timings_ms}
                 evaluation.records.append(record)
-    finally:
-        reader.close()
-    return _finish(bag_path, run_dir, evaluation, info.selection, options, model_info or {}, camera_frame)
+    return _finish(bag_path, run_dir, evaluation, info.selection, options, model_info or {})
 
 
 def reproduce_node_depth(bag_path: Path, predictor: DepthPredictor, output_kind: str,
@@ -258,15 +276,14 @@ def reproduce_node_depth(bag_path: Path, predictor: DepthPredictor, output_kind:
         _, frames = decoded_frames(reader, options.node_config, options.max_frames, topics)
         for item, inputs, _ in frames:
             if inputs is not None:
-                _, aligned, _ = node.process(inputs, inputs.xyz, item.stamp_ns)
-                outputs.append((item.stamp_ns, aligned))
+                outputs.append((item.stamp_ns, node.process(inputs, inputs.xyz, item.stamp_ns).aligned))
     finally:
         reader.close()
     return outputs
 
 
 def _finish(bag_path: Path, run_dir: Path, evaluation: BagEvaluation, selection: TopicSelection,
-            options: EvaluationOptions, model_info: dict[str, Any], camera_frame: str) -> tuple[Path, dict[str, Any]]:
+            options: EvaluationOptions, model_info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     records = evaluation.records
     if not records:
         raise EvaluationError(f"no image in {bag_path} could be read")
@@ -299,8 +316,6 @@ def _finish(bag_path: Path, run_dir: Path, evaluation: BagEvaluation, selection:
         plot_example(rgb, depth, record.held_out.row, record.held_out.col, relative_error,
                      f"frame {index}: AbsRel {abs_rel:.3f} on {record.n_held_out} held-out points", run_dir / name)
         example_files.append(name)
-    if options.output_bag is not None:
-        _write_output_bag(options.output_bag, evaluation.depth_outputs, camera_frame)
     return write_run_folder(run_dir, records, summary, example_files), summary
 
 

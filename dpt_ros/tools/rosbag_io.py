@@ -120,6 +120,17 @@ def make_point_cloud(fields: dict[str, np.ndarray], stamp_ns: int, frame_id: str
     )
 
 
+def make_packed_cloud(cloud: Any, stamp_ns: int, frame_id: str) -> Any:
+    """PointCloud2 from an already packed cloud (dpt_ros.core.pointcloud.PackedCloud: data, sizes, fields)."""
+    point_field = _type("sensor_msgs/msg/PointField")
+    return _type(POINT_CLOUD)(
+        header=make_header(stamp_ns, frame_id), height=cloud.height, width=cloud.width,
+        fields=[point_field(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in cloud.fields],
+        is_bigendian=False, point_step=cloud.point_step, row_step=cloud.row_step,
+        data=np.asarray(cloud.data, dtype=np.uint8).reshape(-1), is_dense=bool(cloud.is_dense),
+    )
+
+
 def rotation_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
     """(x, y, z, w) unit quaternion of a 3×3 rotation matrix (Shepperd's method, numerically stable)."""
     m = np.asarray(rotation, dtype=float)
