@@ -75,3 +75,17 @@ def test_replay_reports_a_missing_subscriber_and_a_missing_bag(tmp_path):
     result = subprocess.run([sys.executable, "-m", "dpt_ros.tools.replay_bag", str(tmp_path / "nothing")],
                             env=_environment(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "no bag at" in result.stderr
+
+
+def test_start_offset_skips_the_beginning_of_the_bag(tmp_path):
+    config = sample_config(frames=N_FRAMES, width=32, height=24)
+    source = write_sample_bag(tmp_path / "in", "mcap", config).path
+    recording = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "dpt_ros.tools.replay_bag", str(source), "--rate", "2", "--start-offset", "0.15",
+         "--record", str(recording), "--record-topics", "/camera/image_raw", "--linger", "1"],
+        env=_environment(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    stamps = [(m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec - config.start_time_ns) / 1e9
+              for m in _messages(recording, "/camera/image_raw")]
+    assert stamps == pytest.approx([0.2, 0.3])  # frames 0 and 1 (at 0.0 and 0.1 s) were before the offset
