@@ -77,6 +77,8 @@ setup(
         "console_scripts": [
             "dpt-ros-weights = dpt_ros.tools.weights:main",
             "dpt-ros-depth-image = dpt_ros.tools.depth_image:main",
+            "dpt-ros-bench = dpt_ros.tools.bench:main",
+            "dpt-ros-export = dpt_ros.tools.export:main",
             "depth_node = dpt_ros.ros.depth_node:main",
             "dpt-train = dpt_train.cli:train_main",
             "dpt-eval = dpt_train.cli:eval_main",

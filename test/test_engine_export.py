@@ -115,3 +115,22 @@ def test_onnx_export_matches_torch_at_two_resolutions(preset_name, tmp_path):
     differences = max_relative_difference(model, path, [(64, 96), (128, 64)])
     assert set(differences) == {(64, 96), (128, 64)}
     assert all(d <= 1e-4 for d in differences.values()), differences
+
+
+def test_benchmark_smoke_run_reports_every_section(tmp_path):
+    """CI-size run of dpt-ros-bench on the CPU: no timing asserts, only that every number is produced."""
+    import json
+
+    from dpt_ros.tools.bench import STAGES, main
+
+    overrides = json.dumps({**SMALL, "backbone": "vit", "taps": list(SMALL["taps"]),
+                            "reassemble_channels": list(SMALL["reassemble_channels"])})
+    out = tmp_path / "bench.json"
+    code = main(["--device", "cpu", "--size", "60x80", "--iterations", "2", "--warmup", "1", "--precision", "bf16",
+                 "--cameras", "2", "--compare-hf", "--architecture-overrides", overrides, "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert set(STAGES) | {"total"} <= set(result["stages"])
+    assert result["network_input"] == [288, 384] and result["random_weights"] is True
+    assert 0 <= result["median_relative_difference_vs_fp32"] < 0.1
+    assert result["cameras"]["count"] == 2 and result["compare_hf"]["transformers_forward_median_ms"] > 0
