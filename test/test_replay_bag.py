@@ -69,9 +69,11 @@ def test_replay_reports_a_missing_subscriber_and_a_missing_bag(tmp_path):
     source = write_sample_bag(tmp_path / "in", "mcap", sample_config(frames=1, width=32, height=24)).path
     result = subprocess.run(
         [sys.executable, "-m", "dpt_ros.tools.replay_bag", str(source), "--wait-for-subscriber", "/nobody",
-         "--wait-timeout", "0.5"], env=_environment(), capture_output=True, text=True, timeout=60)
+         "--wait-timeout", "0.5", "--record", str(tmp_path / "rec"), "--record-topics", "/depth"],
+        env=_environment(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "nobody subscribed to /nobody" in result.stderr
     assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == [source]  # no recording, not even a partial one, is left behind
     result = subprocess.run([sys.executable, "-m", "dpt_ros.tools.replay_bag", str(tmp_path / "nothing")],
                             env=_environment(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "no bag at" in result.stderr

@@ -61,8 +61,8 @@ class _Recorder:
         self.counts: dict[str, int] = dict.fromkeys(topics, 0)
         self._writer.__enter__()
 
-    def subscribe_available(self) -> list[str]:
-        """Subscribe to recorded topics that have appeared in the graph; returns those still missing."""
+    def subscribe_available(self) -> None:
+        """Subscribe to the recorded topics that have appeared in the graph (outputs can appear late)."""
         from rclpy.qos import qos_profile_sensor_data
 
         types = dict(self._node.get_topic_names_and_types())
@@ -75,19 +75,21 @@ class _Recorder:
                 self._node.get_logger().warning(f"cannot record {topic}: type {msgtype} unknown here")
                 self._subscriptions[topic] = None
                 continue
-            self._writer.add_topic(topic, msgtype)
+            with self._lock:  # the executor thread writes other topics meanwhile
+                self._writer.add_topic(topic, msgtype)
             self._subscriptions[topic] = self._node.create_subscription(
                 msg_class, topic, lambda raw, t=topic: self._on_message(t, raw), qos_profile_sensor_data, raw=True)
-        return [topic for topic in self._topics if topic not in self._subscriptions]
 
     def _on_message(self, topic: str, raw: bytes) -> None:
         with self._lock:
             self._writer.write_serialized(topic, time.time_ns(), raw)
             self.counts[topic] += 1
 
-    def close(self) -> None:
+    def close(self, keep: bool) -> None:
+        """Finish the bag; ``keep`` False (the replay failed) discards it rather than leave a partial one."""
         with self._lock:
-            self._writer.__exit__(None, None, None)
+            failure = None if keep else RuntimeError("replay failed")
+            self._writer.__exit__(type(failure) if failure else None, failure, None)
 
 
 def _is_latched(connection: Any) -> bool:
@@ -172,8 +174,10 @@ def replay(bag_path: Path, options: ReplayOptions) -> dict[str, int]:
         executor.shutdown()
         spinner.join(timeout=5.0)  # a still-spinning thread at interpreter exit aborts the process
         if recorder is not None:
-            recorder.close()
-            log.info(f"recorded {options.record}: " + ", ".join(f"{t} {n}" for t, n in recorder.counts.items()))
+            succeeded = sys.exc_info()[0] is None
+            recorder.close(keep=succeeded)
+            if succeeded:
+                log.info(f"recorded {options.record}: " + ", ".join(f"{t} {n}" for t, n in recorder.counts.items()))
         node.destroy_node()
         rclpy.try_shutdown()
         reader.close()
