@@ -41,7 +41,7 @@ DEMO_ARCHITECTURE = {"backbone": "vit", "embed_dim": 64, "depth": 4, "num_heads"
 DEMO_INPUT_SIZE = (320, 224)  # network input (width, height), multiples of 32 close to the 4:3 sample
 NODE_START_TIMEOUT_S = 120.0  # model loading + DDS discovery on a busy CPU
 MAX_REPLAY_RATE = 0.25  # the node also decodes, aligns and publishes; a shared CPU needs headroom
-RECORD_TOPICS = ["/depth", "/depth/relative", "/depth/camera_info", "/diagnostics"]
+RECORD_TOPICS = ["/depth", "/depth/relative", "/depth/camera_info", "/alignment", "/diagnostics"]
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
