@@ -310,3 +310,21 @@ def test_missing_pieces_are_named(tmp_path, capsys, dropped, expected):
         path = _bag_without(lambda name: name != dropped, tmp_path / "partial")
     code, err = _exit_code_and_message([str(path), "--run-dir", str(tmp_path / "run")], capsys)
     assert code == 2 and expected in err, err
+
+
+class MetricTruthPredictor(TruthPredictor):
+    """A metric preset's stand-in: metres, 10 % too far everywhere."""
+
+    def infer(self, rgb: np.ndarray) -> np.ndarray:
+        return (1.1 * self.depth[hashlib.sha1(rgb.tobytes()).hexdigest()]).astype(np.float32)
+
+
+def test_metric_models_are_scored_as_published_and_refined_when_asked(exact_bags, tmp_path):
+    bag, predictor = exact_bags["mcap"], MetricTruthPredictor(exact_config())
+    _, plain = evaluate_bag(bag, predictor, "metric_depth", tmp_path / "plain", OPTIONS)
+    assert plain["methods"]["node"]["metrics"]["abs_rel"] == pytest.approx(0.1, rel=1e-4)  # the node's own metres
+    assert plain["methods"]["least_squares"]["metrics"]["abs_rel"] < 1e-5  # a scale-only fit removes the 10 %
+    assert plain["methods"]["median_scaling"]["metrics"]["abs_rel"] < 1e-5
+    refined = dataclasses.replace(OPTIONS, node_config=OPTIONS.node_config.with_changes({"lidar_refine_metric": True}))
+    _, summary = evaluate_bag(bag, predictor, "metric_depth", tmp_path / "refined", refined)
+    assert summary["methods"]["node"]["metrics"]["abs_rel"] < 1e-5
