@@ -40,7 +40,7 @@ from dpt_ros.core.depth_setup import depth_stage
 from dpt_ros.core.lidar_depth import AlignedDepth, LidarFrameInput, LidarScan
 from dpt_ros.core.lidar_projection import keep_nearest_per_pixel, project_points
 from dpt_ros.core.node_config import DepthNodeConfig
-from dpt_ros.core.pipeline import RELATIVE_INVERSE_DEPTH, DepthPipeline, Frame
+from dpt_ros.core.pipeline import RELATIVE_INVERSE_DEPTH, DepthEstimate, DepthPipeline, Frame
 from dpt_ros.core.pointcloud import PackedCloud
 from dpt_ros.tools.bag_frames import FrameInputs, PairedFrame, TopicSelection, decoded_frames, message_field, \
     select_topics
@@ -134,7 +134,8 @@ class _RecordingPredictor:
 @dataclass(frozen=True)
 class NodeFrame:
     prediction: np.ndarray  # (H, W) raw network output
-    aligned: AlignedDepth  # the LiDAR stage's result (values, fit, filter state, sparse depth)
+    depth: DepthEstimate  # what the node publishes: metres on 'depth' or relative on 'depth/relative'
+    aligned: AlignedDepth  # the LiDAR stage's result (fit, filter state, sparse depth)
     timings_ms: dict[str, float]
     cloud: PackedCloud | None  # the node's point cloud (metric frames, when wanted)
 
@@ -143,7 +144,7 @@ class NodePath:
     """The node's per-frame processing: its DepthPipeline with the depth stage it builds for this config."""
 
     def __init__(self, predictor: DepthPredictor, output_kind: str, config: DepthNodeConfig) -> None:
-        # scores are taken at the image's resolution; the cloud is not needed
+        # scored at the image's resolution (output_scale 1), LiDAR alignment on
         self.config = config.with_changes({"lidar_alignment": True, "output_scale": 1.0})
         self.recorder = _RecordingPredictor(predictor)
         self.pipeline = DepthPipeline(self.recorder, depth_stage(self.config, output_kind))
@@ -155,7 +156,20 @@ class NodePath:
         scan = LidarScan(fitting_xyz, inputs.T_cam_lidar, stamp, inputs.extrinsic_source)
         frame = Frame(inputs.rgb, inputs.intrinsics, LidarFrameInput(stamp, inputs.lens, scan))
         outputs = self.pipeline.process(frame, self.config.output_options(), want_cloud=want_cloud)
-        return NodeFrame(self.recorder.last, self.pipeline.depth_stage.last, outputs.timings_ms, outputs.cloud)
+        return NodeFrame(self.recorder.last, outputs.depth, self.pipeline.depth_stage.last, outputs.timings_ms,
+                         outputs.cloud)
+
+
+def _record_alignment(record: FrameRecord, aligned: AlignedDepth) -> None:
+    """The published (filtered) s, t and filter state, and this frame's own fit or why it failed."""
+    filtered, fit = aligned.filtered, aligned.fit
+    if filtered is not None:
+        record.filter_state = filtered.state.value
+        record.scale, record.shift = (filtered.scale, filtered.shift) if filtered.usable else (math.nan, math.nan)
+    if fit is not None and fit.success:
+        record.fit_scale, record.fit_shift, record.fit_inlier_ratio = fit.scale, fit.shift, fit.inlier_ratio
+    else:
+        record.fit_reason = fit.reason if fit is not None else (aligned.note or "no fit")
 
 
 class BagEvaluation:
@@ -171,42 +185,17 @@ class BagEvaluation:
         self.output = output
 
     def process(self, pair: PairedFrame, inputs: FrameInputs, example: bool) -> FrameRecord:
-        options, timings = self.options, {}
+        """Run the node's path on the fitting points, score the held-out ones, and record everything."""
         record = FrameRecord(pair.index, pair.stamp_ns, n_lidar=len(inputs.xyz),
-                             lidar_offset_ms=pair.lidar_offset_ns / 1e6, timings_ms=timings)
-        held_mask = holdout_mask(len(inputs.xyz), options.holdout, pair.index, inputs.ring)
-
-        # --- the node's path, on the fitting points only
+                             lidar_offset_ms=pair.lidar_offset_ns / 1e6)
+        held_mask = holdout_mask(len(inputs.xyz), self.options.holdout, pair.index, inputs.ring)
         node_frame = self.node.process(inputs, inputs.xyz[~held_mask], pair.stamp_ns, self.output is not None)
-        prediction, aligned = node_frame.prediction, node_frame.aligned
-        timings.update(node_frame.timings_ms)
-
-        # --- scoring on held-out pixels that no fitting point touches
+        node_depth = node_frame.depth.values if node_frame.depth.is_metric else None
+        record.timings_ms.update(node_frame.timings_ms)
         start = time.perf_counter()
-        lens, config = inputs.lens, self.node.config
-        projected = keep_nearest_per_pixel(project_points(
-            inputs.xyz[held_mask], inputs.T_cam_lidar, lens.K, lens.image_size, lens.D, lens.distortion_model,
-            config.lidar_min_range, config.lidar_max_range), lens.image_size)
-        fitting = _pixel_samples_of_sparse(aligned.sparse_depth)
-        held = drop_shared_pixels(PixelSamples(projected.row, projected.col, projected.depth.astype(np.float64)),
-                                  fitting, lens.image_size[0])
-        node_depth = aligned.values if aligned.is_metric else None
-        predictions = {"node": held.values_of(node_depth) if node_depth is not None else np.full(len(held), np.nan)}
-        predictions.update(_baselines(prediction, self.output_kind, fitting, held, config.lidar_max_depth))
-        record.scores = {m: score_points(p, held.depth, options.min_depth, options.max_depth)
-                         for m, p in predictions.items()}
-        record.predictions, record.held_out = predictions, held
-        record.n_fitting, record.n_held_out = len(fitting), len(held)
-        timings["scoring"] = (time.perf_counter() - start) * 1e3
-
-        filtered, fit = aligned.filtered, aligned.fit
-        if filtered is not None:
-            record.filter_state = filtered.state.value
-            record.scale, record.shift = (filtered.scale, filtered.shift) if filtered.usable else (math.nan, math.nan)
-        if fit is not None and fit.success:
-            record.fit_scale, record.fit_shift, record.fit_inlier_ratio = fit.scale, fit.shift, fit.inlier_ratio
-        else:
-            record.fit_reason = fit.reason if fit is not None else (aligned.note or "no fit")
+        self._score(record, inputs, inputs.xyz[held_mask], node_frame, node_depth)
+        record.timings_ms["scoring"] = (time.perf_counter() - start) * 1e3
+        _record_alignment(record, node_frame.aligned)
         if node_depth is not None:
             if self._previous is not None:
                 record.flicker = static_pixel_flicker(self._previous[0], inputs.rgb, self._previous[1], node_depth)
@@ -216,6 +205,23 @@ class BagEvaluation:
         if self.output is not None and node_depth is not None:
             _write_outputs(self.output, pair, node_depth, node_frame.cloud)
         return record
+
+    def _score(self, record: FrameRecord, inputs: FrameInputs, held_xyz: np.ndarray, node_frame: NodeFrame,
+               node_depth: np.ndarray | None) -> None:
+        """Every method's metres at the held-out pixels that no fitting point touches, and their scores."""
+        lens, config = inputs.lens, self.node.config
+        projected = keep_nearest_per_pixel(project_points(
+            held_xyz, inputs.T_cam_lidar, lens.K, lens.image_size, lens.D, lens.distortion_model,
+            config.lidar_min_range, config.lidar_max_range), lens.image_size)
+        fitting = _pixel_samples_of_sparse(node_frame.aligned.sparse_depth)  # what the node's fit saw
+        held = drop_shared_pixels(PixelSamples(projected.row, projected.col, projected.depth.astype(np.float64)),
+                                  fitting, lens.image_size[0])
+        predictions = {"node": held.values_of(node_depth) if node_depth is not None else np.full(len(held), np.nan)}
+        predictions.update(_baselines(node_frame.prediction, self.output_kind, fitting, held, config.lidar_max_depth))
+        record.scores = {method: score_points(values, held.depth, self.options.min_depth, self.options.max_depth)
+                         for method, values in predictions.items()}
+        record.predictions, record.held_out = predictions, held
+        record.n_fitting, record.n_held_out = len(fitting), len(held)
 
     def skip(self, index: int, stamp_ns: int, reason: str) -> None:
         self.records.append(FrameRecord(index, stamp_ns, reason=reason))
