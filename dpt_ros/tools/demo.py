@@ -42,7 +42,7 @@ DEMO_INPUT_SIZE = (320, 224)  # network input (width, height), multiples of 32 c
 NODE_START_TIMEOUT_S = 120.0  # model loading + DDS discovery on a busy CPU
 MAX_REPLAY_RATE = 0.25  # the node also decodes, aligns and publishes; a shared CPU needs headroom
 RECORD_TOPICS = ["/depth", "/depth/relative", "/depth/camera_info", "/alignment", "/diagnostics"]
-REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"  # in a source checkout (scripts/demo sets it too)
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ def choose_model(models_dir: Path, output_dir: Path) -> DemoModel:
     write_random_weights(weights, seed=0)
     return DemoModel(weights, True, json.dumps(DEMO_ARCHITECTURE), DEMO_INPUT_SIZE,
                      f"NO WEIGHTS at {trained} (see models/README.md): using RANDOM weights of a reduced DPT "
-                     f"architecture (seeded, {weights}). The network output is noise; the metres come from LiDAR.")
+                     f"architecture (seeded, {weights}). Its output is noise: expect the LiDAR alignment to refuse "
+                     "it (no metric depth); the report's baselines show what the LiDAR alone gives.")
 
 
 def write_random_weights(path: Path, seed: int) -> None:
@@ -120,7 +121,9 @@ def start_node(parameters: dict, workdir: Path) -> tuple[subprocess.Popen, Path]
     params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
     log_path = workdir / "depth_node.log"
     env = dict(os.environ)
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO_CONFIG / "fastdds_shm.xml"))
+    profile = REPO_CONFIG / "fastdds_shm.xml"  # multi-MB images drop with the Fast DDS defaults
+    if profile.exists():
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
     env["PYTHONUNBUFFERED"] = "1"
     remaps = [f"image:={IMAGE_TOPIC}", f"camera_info:={CAMERA_INFO_TOPIC}", f"lidar/points:={LIDAR_TOPIC}"]
     command = [sys.executable, "-m", "dpt_ros.ros.depth_node", "--ros-args", "--params-file", str(params_file)]
