@@ -267,13 +267,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def replay_rate(predictor: CachedPredictor, rgb: np.ndarray, frame_period: float) -> float:
-    """A replay speed at which the node (same model, same CPU) answers every frame: one frame per three
+    """A replay speed at which the node (same model, same CPU) answers every frame: one frame per four
     inference times, at most MAX_REPLAY_RATE. Times one inference (after a warm-up)."""
     predictor.engine.infer(rgb)
     start = time.perf_counter()
     predictor.infer(rgb)  # also caches the first frame for the offline run
     seconds = time.perf_counter() - start
-    return min(MAX_REPLAY_RATE, frame_period / (3.0 * seconds))
+    return min(MAX_REPLAY_RATE, frame_period / (4.0 * seconds))
 
 
 def _recorded_counts(recording: Path) -> dict[str, int]:

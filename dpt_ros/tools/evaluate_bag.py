@@ -335,8 +335,8 @@ def one_line_summary(summary: dict[str, Any]) -> str:
 
     frames = summary["frames"]
     if not methods["node"]["points_scored"]:
-        failures = summary["alignment_fits"]["failed"]
-        reason = max(failures, key=failures.get) if failures else "no fit"
+        fits = summary["alignment_fits"]
+        reason = fits["failed_example"][max(fits["failed"], key=fits["failed"].get)] if fits["failed"] else "no fit"
         return (f"the node gave no metric depth (alignment refused the prediction: {reason}); baselines on the same "
                 f"held-out points: median scaling AbsRel {abs_rel('median_scaling')}, LiDAR only "
                 f"{abs_rel('lidar_only')}; {frames['scored']}/{frames['total']} frames")

@@ -134,6 +134,7 @@ def summarise(records: list[FrameRecord], context: dict[str, Any]) -> dict[str, 
         "alignment_fits": {
             "succeeded": sum(not r.fit_reason for r in scored),
             "failed": dict(Counter(reason_kind(r.fit_reason) for r in scored if r.fit_reason)),
+            "failed_example": {reason_kind(r.fit_reason): r.fit_reason for r in reversed(scored) if r.fit_reason},
             "filter_states": dict(Counter(r.filter_state for r in scored)),
         },
         "temporal": {
@@ -311,8 +312,8 @@ def render_report(summary: dict[str, Any], example_files: list[str]) -> str:
     lines += ["", "## Alignment", "",
               f"- this frame's LiDAR fit succeeded in {fits['succeeded']} of {frames['scored']} scored frames; "
               "filter states: " + ", ".join(f"{state} {n}" for state, n in fits["filter_states"].items())]
-    lines += [f"- {n} × fit failed: {reason} (# = a number; per frame in per_frame.csv)"
-              for reason, n in fits["failed"].items()]
+    lines += [f"- {n} × fit failed: {reason} (e.g. \"{fits['failed_example'][reason]}\"; every frame's reason is in "
+              "per_frame.csv)" for reason, n in fits["failed"].items()]
     if not summary["methods"]["node"]["points_scored"]:
         lines.append("- **the node published no metric depth** (it never passes relative values off as metres): the "
                      "prediction did not fit the LiDAR" + (" — expected with random weights" if summary["model"].get(
