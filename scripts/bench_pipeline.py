@@ -36,7 +36,6 @@ from dpt_ros.core.image_codec import depth_to_16uc1_mm, depth_to_32fc1  # noqa: 
 from dpt_ros.core.model.presets import get_preset  # noqa: E402
 from dpt_ros.core.pipeline import Frame, ModelOutputDepth  # noqa: E402
 from dpt_ros.core.pointcloud import build_point_cloud  # noqa: E402
-from dpt_ros.core.preprocess import preprocess  # noqa: E402
 
 WIDTH, HEIGHT = 640, 480
 CONVERSION_BUDGET_MS = 5.0
@@ -68,7 +67,7 @@ def main() -> int:
     parser.add_argument("--architecture-overrides", default="", help="JSON, a reduced architecture for quick runs")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
-    parser.add_argument("--repeats", type=int, default=30, help="repeats of the cheap stages")
+    parser.add_argument("--repeats", type=int, default=50, help="repeats of the cheap stages")
     parser.add_argument("--model-repeats", type=int, default=3, help="repeats of the network stages")
     args = parser.parse_args()
 
@@ -79,9 +78,12 @@ def main() -> int:
 
     preset = get_preset(args.model)
     if args.architecture_overrides:
-        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.architecture_overrides).items()}
+        overrides = json.loads(args.architecture_overrides)
+        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
         preset = preset.with_architecture(**overrides)
-    engine = InferenceEngine(preset, args.weights, args.device, args.precision, allow_random_weights=args.weights is None)
+    engine = InferenceEngine(
+        preset, args.weights, args.device, args.precision, allow_random_weights=args.weights is None
+    )
     stage = ModelOutputDepth(preset.output_kind)
     rgb = scene(WIDTH, HEIGHT)
     camera = PinholeIntrinsics(525.0, 525.0, 319.5, 239.5, WIDTH, HEIGHT)
@@ -93,32 +95,31 @@ def main() -> int:
     info_msg = CameraInfo(width=WIDTH, height=HEIGHT, k=[525.0, 0, 319.5, 0, 525, 239.5, 0, 0, 1],
                           p=[525.0, 0, 319.5, 0, 0, 525, 239.5, 0, 0, 0, 1, 0])
 
-    batch = preprocess(rgb, preset, engine.input_size).to(engine.device)
+    batch = engine.prepare_batch([rgb])
     depth = stage(engine.infer(rgb), Frame(rgb, camera))
     cloud = build_point_cloud(depth.values, camera, rgb=rgb)
 
-    def network() -> torch.Tensor:
-        with torch.inference_mode():
-            output = engine.model(batch)
-        if engine.device.type == "cuda":
-            torch.cuda.synchronize()
-        return output
+    def synchronised(function: Callable[[], object]) -> Callable[[], object]:
+        def run() -> object:
+            result = function()
+            if engine.device.type == "cuda":
+                torch.cuda.synchronize()
+            return result
+        return run
 
-    network_output = network()
+    network_output = engine.forward(batch)
 
     def postprocess() -> None:
-        """What InferenceEngine.infer does after the network (bicubic back to the image size), + depth stage."""
+        """The engine's resize back to the image size and copy to the host, then the depth stage."""
         with torch.inference_mode():
-            resized = torch.nn.functional.interpolate(
-                network_output.float()[:, None], size=(HEIGHT, WIDTH), mode="bicubic", align_corners=False
-            )[0, 0].cpu().numpy()
+            resized = engine.resize_to_image(network_output, HEIGHT, WIDTH)[0].cpu().numpy()
         stage(resized, Frame(rgb, camera))
 
     times = {
         "decode bgr8 Image": median_ms(lambda: conversions.rgb_from_image(raw_msg), args.repeats),
         "decode jpeg CompressedImage": median_ms(lambda: conversions.rgb_from_compressed(jpeg_msg), args.repeats),
-        "preprocess": median_ms(lambda: preprocess(rgb, preset, engine.input_size), args.model_repeats),
-        "network": median_ms(network, args.model_repeats),
+        "preprocess": median_ms(synchronised(lambda: engine.prepare_batch([rgb])), args.model_repeats),
+        "network": median_ms(synchronised(lambda: engine.forward(batch)), args.model_repeats),
         "postprocess (resize back + depth stage)": median_ms(postprocess, args.repeats),
         "cloud build (xyz+rgb)": median_ms(lambda: build_point_cloud(depth.values, camera, rgb=rgb), args.repeats),
         "depth -> 32FC1 Image msg": median_ms(
@@ -139,7 +140,8 @@ def main() -> int:
     conversions_total = sum(times[name] for name in conversion_stages)
     print(f"dpt_ros depth pipeline, one {WIDTH}x{HEIGHT} frame, {preset.name} "
           f"({'reduced ' if args.architecture_overrides else ''}architecture, network input "
-          f"{tuple(batch.shape[-1:-3:-1])}), {engine.device}, {engine.precision}, torch threads {torch.get_num_threads()}")
+          f"{tuple(batch.shape[-1:-3:-1])}), {engine.device}, {engine.precision}, "
+          f"torch threads {torch.get_num_threads()}")
     for name, value in times.items():
         print(f"  {name:<48s} {value:9.2f} ms")
     verdict = "OK" if conversions_total < CONVERSION_BUDGET_MS else "OVER BUDGET"

@@ -61,15 +61,17 @@ def ros_environment() -> dict[str, str]:
 
 
 class NodeProcess:
-    """`python -m dpt_ros.ros.depth_node` with a generated params file; output goes to a log file."""
+    """`python -m <module>` (the depth node by default) with a generated params file; output goes to a log file."""
 
-    def __init__(self, parameters: dict[str, Any], workdir: Path, namespace: str = "/") -> None:
+    def __init__(
+        self, parameters: dict[str, Any], workdir: Path, namespace: str = "/", module: str = "dpt_ros.ros.depth_node"
+    ) -> None:
         params_file = workdir / "params.yaml"
         params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
-        self.log_path = workdir / "depth_node.log"
+        self.log_path = workdir / f"{module.rsplit('.', 1)[-1]}.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "dpt_ros.ros.depth_node", "--ros-args", "--params-file", str(params_file),
+                [sys.executable, "-m", module, "--ros-args", "--params-file", str(params_file),
                  "-r", f"__ns:={namespace}"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -89,10 +91,10 @@ class NodeProcess:
                 values[key] = int(rest.split()[0]) * 1024
         return values
 
-    def stop(self, timeout_s: float = 30.0) -> int:
-        """Ctrl-C the node (idempotent) and return its exit code."""
+    def stop(self, timeout_s: float = 30.0, signal_number: int = signal.SIGINT) -> int:
+        """Ctrl-C (or another signal to) the node, idempotent; returns its exit code."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(signal_number)
             try:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -115,6 +117,11 @@ class Collector:
             self.messages.append(msg)
             self.arrivals.append(time.time())
             self._condition.notify_all()
+
+    def snapshot(self) -> tuple[list[Any], list[float]]:
+        """Copies of the messages and their arrival times (wall clock, seconds) so far."""
+        with self._condition:
+            return list(self.messages), list(self.arrivals)
 
     def find(self, predicate: Callable[[Any], bool]) -> Any | None:
         with self._condition:
@@ -247,7 +254,9 @@ class DepthNodeUnderTest:
         image_topic = f"{namespace}/image/compressed" if compressed else f"{namespace}/image"
         self.image_pub = peer.publisher(CompressedImage if compressed else Image, image_topic)
         self.info_pub = peer.publisher(CameraInfo, f"{namespace}/camera_info")
-        self.outputs = {topic: peer.collect(msg_type, f"{namespace}/{topic}") for topic, msg_type in OUTPUT_TOPICS.items()}
+        self.outputs = {
+            topic: peer.collect(msg_type, f"{namespace}/{topic}") for topic, msg_type in OUTPUT_TOPICS.items()
+        }
         self.diagnostics = peer.collect(DiagnosticArray, "/diagnostics")
         self.status_name = f"dpt_ros: {namespace}/depth_node"
 
@@ -268,8 +277,8 @@ class DepthNodeUnderTest:
         return {t: self.outputs[t].find(same_stamp(image.header.stamp)) for t in topics}
 
     def latest_diagnostics(self) -> dict[str, str]:
-        with self.diagnostics._condition:
-            mine = [m for m in self.diagnostics.messages if any(s.name == self.status_name for s in m.status)]
+        messages, _ = self.diagnostics.snapshot()
+        mine = [m for m in messages if any(s.name == self.status_name for s in m.status)]
         return diagnostic_values(mine[-1]) if mine else {}
 
     def counter(self, name: str) -> int:

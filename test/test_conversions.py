@@ -21,7 +21,8 @@ def test_raw_and_compressed_images_decode() -> None:
     msg = Image(header=HEADER, height=5, width=7, encoding="bgr8", step=21, data=bgr.tobytes())
     np.testing.assert_array_equal(conversions.rgb_from_image(msg), bgr[..., ::-1])
     png = cv2.imencode(".png", bgr)[1].tobytes()
-    np.testing.assert_array_equal(conversions.rgb_from_compressed(CompressedImage(format="png", data=png)), bgr[..., ::-1])
+    decoded = conversions.rgb_from_compressed(CompressedImage(format="png", data=png))
+    np.testing.assert_array_equal(decoded, bgr[..., ::-1])
     with pytest.raises(InputError):
         conversions.rgb_from_image(Image(height=5, width=7, encoding="bgr8", step=21, data=bytes(20)))
 

@@ -7,17 +7,21 @@ random weights (TEST_PARAMETERS), so values are arbitrary but layouts, sizes and
 
 import itertools
 import math
+import signal
 import time
 
 import cv2
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from depth_node_harness import (
     TEST_PARAMETERS,
+    Collector,
     DepthNodeUnderTest,
     NodeProcess,
     RosPeer,
@@ -25,10 +29,13 @@ from depth_node_harness import (
     compressed_image,
     header,
     pattern_image,
+    publish_until,
     raw_image,
+    same_stamp,
     stamp,
 )
 
+LOG_PERIOD_S = 10.0  # the node logs each kind of bad input at most this often
 _stamps = itertools.count(1000)  # strictly increasing across the module: the node rejects older stamps
 
 
@@ -44,7 +51,8 @@ def peer():
 
 
 def _node(peer, tmp_path_factory, namespace: str, **parameters) -> DepthNodeUnderTest:
-    return DepthNodeUnderTest(peer, tmp_path_factory.mktemp(namespace), f"/{namespace}", {**TEST_PARAMETERS, **parameters})
+    workdir = tmp_path_factory.mktemp(namespace)
+    return DepthNodeUnderTest(peer, workdir, f"/{namespace}", {**TEST_PARAMETERS, **parameters})
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +135,14 @@ def test_metric_node_answers_on_every_topic(metric, encoding, width, height) -> 
     assert metric.outputs["depth/relative"].find(lambda m: m.header.stamp == at.stamp) is None
 
 
+def test_best_effort_subscribers_receive_the_reliable_outputs(peer, metric) -> None:
+    best_effort = Collector()
+    peer.node.create_subscription(Image, "/metric/depth", best_effort, qos_profile_sensor_data)
+    at = next_header()
+    image, info = raw_image(at, pattern_image(160, 120), "rgb8"), camera_info(at, 160, 120)
+    assert publish_until(lambda: metric.send(image, info), lambda: best_effort.find(same_stamp(at.stamp)) is not None)
+
+
 def test_relative_model_never_publishes_metres_and_scales_camera_info(relative) -> None:
     at = next_header()
     answers = relative.exchange(
@@ -189,13 +205,18 @@ def test_diagnostics_say_what_the_numbers_are(metric) -> None:
 
 def _expect_rejected(node: DepthNodeUnderTest, counter: str, send_bad, good_topics=("depth",)) -> None:
     before = node.counter(counter)
-    deadline = time.monotonic() + 30
-    while node.counter(counter) <= before and time.monotonic() < deadline:
+    started = time.monotonic()
+    while node.counter(counter) <= before and time.monotonic() < started + 30:
         send_bad()
         time.sleep(0.4)
-    assert node.counter(counter) > before, node.process.output()
-    send_bad()  # once more: still counted, not logged again
-    assert node.process.output().count(f"bad input ({counter})") == 1, node.process.output()
+    counted = node.counter(counter)
+    assert counted > before, node.process.output()
+    for _ in range(3):  # more of the same: still counted, but not logged again within the log period
+        send_bad()
+        time.sleep(0.3)
+    assert _wait_diagnostics(node, lambda values: int(values[counter]) > counted)
+    logged = node.process.output().count(f"bad input ({counter})")
+    assert 1 <= logged <= 1 + int((time.monotonic() - started) / LOG_PERIOD_S), node.process.output()
     at = next_header()
     width, height = 160, 120
     if "compressed" in node.namespace:
@@ -306,14 +327,36 @@ def test_runtime_parameter_changes_are_validated(peer, metric) -> None:
     assert result.successful
 
 
-def test_missing_weights_stop_the_node_with_one_clear_line(tmp_path) -> None:
-    process = NodeProcess({"model": "dpt_hybrid_kitti", "device": "cpu"}, tmp_path)
+def test_no_inference_while_nobody_subscribes(peer, tmp_path) -> None:
+    process = NodeProcess({**TEST_PARAMETERS, "model": "dpt_hybrid_kitti"}, tmp_path, "/idle")
+    try:
+        image_pub = peer.publisher(Image, "/idle/image")
+        diagnostics = peer.collect(DiagnosticArray, "/diagnostics")
+
+        def skipped() -> bool:
+            messages, _ = diagnostics.snapshot()
+            statuses = [s for m in messages for s in m.status if s.name == "dpt_ros: /idle/depth_node"]
+            values = {kv.key: kv.value for kv in statuses[-1].values} if statuses else {}
+            return int(values.get("frames_skipped_no_subscribers", 0)) >= 3 and values["frames_processed"] == "0"
+
+        assert publish_until(lambda: image_pub.publish(raw_image(next_header(), pattern_image(64, 48), "rgb8")),
+                             skipped), process.output()
+    finally:
+        assert process.stop() == 0
+
+
+@pytest.mark.parametrize("weights", ["", "corrupt.pt"])
+def test_missing_or_bad_weights_stop_the_node_with_one_clear_line(tmp_path, weights) -> None:
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint\n" * 10)
+    process = NodeProcess({"model": "dpt_hybrid_kitti", "device": "cpu", "weights": weights}, tmp_path)
     assert process.process.wait(timeout=120) == 1
     output = process.output()
     fatal = [line for line in output.splitlines() if "FATAL" in line]
-    assert len(fatal) == 1, output
+    assert len(fatal) == 1 and output.strip().endswith(fatal[0].strip()), output  # one line, nothing after
     # which file, where to get it, its SHA-256
-    assert "models/dpt_hybrid_kitti-cb926ef4.pt" in fatal[0] and "https://" in fatal[0] and "SHA-256" in fatal[0]
+    assert (weights or "models/dpt_hybrid_kitti-cb926ef4.pt") in fatal[0], output
+    assert "https://github.com/isl-org/DPT/releases/download/1_0/dpt_hybrid_kitti-cb926ef4.pt" in fatal[0]
+    assert "SHA-256" in fatal[0]
     assert "Traceback" not in output
 
 
@@ -324,12 +367,16 @@ def test_invalid_parameter_file_stops_the_node_with_the_reason(tmp_path) -> None
     assert "colored_range" in output and "Traceback" not in output
 
 
-@pytest.mark.parametrize("node_fixture", ["metric", "relative", "compressed"])
-def test_ctrl_c_shuts_down_cleanly(request, node_fixture) -> None:
+@pytest.mark.parametrize(
+    "node_fixture, signal_number",
+    [("metric", signal.SIGINT), ("relative", signal.SIGTERM), ("compressed", signal.SIGINT)],  # launch sends both
+)
+def test_ctrl_c_shuts_down_cleanly(request, node_fixture, signal_number) -> None:
     node = request.getfixturevalue(node_fixture)
+    _wait_diagnostics(node, timeout_s=60)  # fully started (a signal during interpreter start-up is not ours)
     assert node.process.process.poll() is None, node.process.output()
     started = time.monotonic()
-    assert node.process.stop() == 0, node.process.output()
+    assert node.process.stop(signal_number=signal_number) == 0, node.process.output()
     assert time.monotonic() - started < 15
     output = node.process.output()
     for noise in ("terminate called", "Traceback", "Segmentation fault", "Exception"):

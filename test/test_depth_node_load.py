@@ -2,7 +2,7 @@
 
 Runs DPT_ROS_LOAD_SECONDS (default 60) of streaming after warm-up. For a soak, run e.g.
     DPT_ROS_LOAD_SECONDS=300 DPT_ROS_LOAD_PLOT=load.png python -m pytest test/test_depth_node_load.py -s
-which also plots output age and node memory over time.
+which also plots output age and node memory over time (and saves the raw series next to the plot).
 """
 
 import os
@@ -30,7 +30,7 @@ LOAD_SECONDS = float(os.environ.get("DPT_ROS_LOAD_SECONDS", "60"))
 WARM_UP_SECONDS = 10.0
 CAMERA_HZ = 30.0
 WIDTH, HEIGHT = 640, 480
-TRANSPORT_SLACK_S = 0.05  # receive-side delay of one message over shared memory, generous
+DELIVERY_SLACK_S = 0.1  # delivery of one message to this process, on a CPU shared with other jobs
 HEAP_GROWTH_LIMIT = 25 * 2**20  # one leaked 640x480 frame per output would pass this in seconds
 
 
@@ -104,9 +104,8 @@ def test_latency_bounded_and_memory_flat_under_a_30hz_camera(tmp_path) -> None:
         peer.close()
     assert return_code == 0, node.output()
 
-    with depth._condition:
-        messages = depth.messages[first_counted:]
-        arrivals = np.asarray(depth.arrivals[first_counted:])
+    messages, arrivals = depth.snapshot()
+    messages, arrivals = messages[first_counted:], np.asarray(arrivals[first_counted:])
     stamps = np.asarray([_stamp_seconds(m) for m in messages])
     ages = arrivals - stamps
     periods = np.diff(arrivals)  # inference is serial: the time between outputs is one inference period
@@ -130,10 +129,15 @@ def test_latency_bounded_and_memory_flat_under_a_30hz_camera(tmp_path) -> None:
     print(summary)
     if os.environ.get("DPT_ROS_LOAD_PLOT"):
         _plot(os.environ["DPT_ROS_LOAD_PLOT"], arrivals - arrivals[0], ages, rss_samples, summary)
+        np.savez(os.environ["DPT_ROS_LOAD_PLOT"] + ".npz", arrivals=arrivals, stamps=stamps, heap=heap, rss=rss)
 
-    # Newest-only: an output is at most one waiting period (the frame in flight) plus its own inference old.
-    assert np.all(ages[1:] <= 2 * periods + TRANSPORT_SLACK_S), (ages[1:] - 2 * periods).max()
-    assert ages.max() <= 2 * np.percentile(periods, 99) + TRANSPORT_SLACK_S
+    # Newest-only: the image in output k arrived after the worker took the image of output k-1, which
+    # it did after publishing output k-2. So output k is at most the two inference periods since output
+    # k-2 old (measured between arrivals here, plus the delivery delay of one message as slack).
+    two_periods = arrivals[2:] - arrivals[:-2]
+    assert np.all(ages[2:] <= two_periods + DELIVERY_SLACK_S), (ages[2:] - two_periods).max()
+    # A queue of even 2-3 frames would put the typical age at 3 or more periods.
+    assert np.median(ages) <= 2 * np.median(periods), summary
     assert int(status["frames_dropped_newer_arrived"]) > 0, "inference kept up with 30 Hz: the test proves nothing"
     assert heap_last - heap_first < HEAP_GROWTH_LIMIT, summary
 

@@ -22,6 +22,12 @@ def test_every_field_is_a_described_parameter() -> None:
         assert (spec.low is None) == (spec.high is None), spec.name
 
 
+def test_demo_yaml_is_a_valid_overlay() -> None:
+    demo = yaml.safe_load((REPO_ROOT / "config" / "depth_demo.yaml").read_text())["/**"]["ros__parameters"]
+    config = DepthNodeConfig.from_mapping({**yaml_parameters(), **demo})
+    assert config.allow_random_weights and config.parsed_architecture_overrides()["embed_dim"] == 64
+
+
 def test_shipped_yaml_names_every_parameter_and_equals_the_defaults() -> None:
     values = yaml_parameters()
     assert set(values) == {s.name for s in parameter_specs()}
@@ -65,3 +71,14 @@ def test_values_from_ros_are_coerced_and_output_options_follow() -> None:
     options = config.output_options()
     assert (options.max_range, options.cloud_stride, options.colored_range) == (20.0, 2, (0.5, 4.0))
     assert DepthNodeConfig().output_options().colored_range is None
+
+
+def test_docs_list_every_parameter() -> None:
+    """Each parameter is documented: the node's own in docs/depth_node.md, LiDAR ones in docs/lidar_alignment.md."""
+    node_docs = (REPO_ROOT / "docs" / "depth_node.md").read_text()
+    lidar_docs = (REPO_ROOT / "docs" / "lidar_alignment.md").read_text()
+    missing = [
+        spec.name for spec in parameter_specs()
+        if f"| `{spec.name}` |" not in node_docs and f"`{spec.name}`" not in lidar_docs
+    ]
+    assert not missing, f"undocumented parameters: {missing}"

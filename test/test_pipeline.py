@@ -37,7 +37,7 @@ def test_metric_model_output_invalid_values_become_nan_and_cloud_is_built() -> N
     assert outputs.depth.is_metric and outputs.camera == CAMERA
     assert (outputs.cloud.height, outputs.cloud.width) == (2, 4)
     assert outputs.colored.shape == (2, 4, 3)
-    assert {"inference", "depth_stage", "cloud", "colorize"} <= outputs.timings_ms.keys()
+    assert {"inference", "depth_stage", "channels", "cloud", "colorize"} <= outputs.timings_ms.keys()
 
 
 def test_relative_output_never_becomes_a_cloud() -> None:

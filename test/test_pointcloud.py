@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from dpt_ros.core.camera import PinholeIntrinsics
+from dpt_ros.core.cloud_fields import xyz_from_cloud_buffer
 from dpt_ros.core.pointcloud import back_project, build_point_cloud, pack_rgb
 
 NAN = np.nan
@@ -95,3 +96,14 @@ def test_mismatched_inputs_are_rejected() -> None:
         back_project(DEPTH, CAMERA, stride=0)
     with pytest.raises(ValueError, match="PointField"):
         build_point_cloud(DEPTH, CAMERA, channels={"label": np.ones((2, 3), np.int64)})
+
+
+def test_an_independent_pointcloud2_reader_gets_the_same_points() -> None:
+    """The LiDAR side's PointCloud2 reader (cloud_fields) must read what this writer packs."""
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    cloud = build_point_cloud(DEPTH, CAMERA, rgb=rgb, channels={"label": np.ones((2, 3), np.uint16)})
+    fields = [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields]
+    xyz = xyz_from_cloud_buffer(
+        cloud.data, fields, cloud.point_step, cloud.row_step, cloud.width, cloud.height, is_bigendian=False
+    )
+    np.testing.assert_array_equal(xyz, EXPECTED_XYZ.reshape(-1, 3))

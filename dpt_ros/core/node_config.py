@@ -181,10 +181,9 @@ class DepthNodeConfig:
     )
 
     def __post_init__(self) -> None:
-        for spec in parameter_specs():
+        for spec in parameter_specs(type(self)):
             _check_spec(spec, getattr(self, spec.name))
-        if self.model not in depth_preset_names():
-            raise ValueError(f"model {self.model!r} is not a depth preset; use one of {list(depth_preset_names())}")
+        self._check_model()
         if not DEVICE_PATTERN.match(self.device):
             raise ValueError(f"device {self.device!r} is not auto, cpu, cuda or cuda:N")
         if self.input_size != (0, 0) and not all(
@@ -193,7 +192,9 @@ class DepthNodeConfig:
             raise ValueError(f"input_size {list(self.input_size)} must be [0, 0] or positive multiples of 32")
         low, high = self.colored_range
         if (low, high) != (0.0, 0.0) and not (math.isfinite(low) and math.isfinite(high) and low < high):
-            raise ValueError(f"colored_range {list(self.colored_range)} must be [0, 0] or finite [low, high], low < high")
+            raise ValueError(
+                f"colored_range {list(self.colored_range)} must be [0, 0] or finite [low, high], low < high"
+            )
         if self.lidar_min_range > self.lidar_max_range:
             raise ValueError(f"lidar_min_range {self.lidar_min_range} exceeds lidar_max_range {self.lidar_max_range}")
         self.lidar_extrinsic()  # raises for a malformed lidar_to_camera
@@ -201,6 +202,11 @@ class DepthNodeConfig:
             self.parsed_architecture_overrides()
             if not self.allow_random_weights:
                 raise ValueError("architecture_overrides only works with allow_random_weights (no weights fit it)")
+
+    def _check_model(self) -> None:
+        """`model` must be a depth preset (a subclass may also allow none)."""
+        if self.model not in depth_preset_names():
+            raise ValueError(f"model {self.model!r} is not a depth preset; use one of {list(depth_preset_names())}")
 
     def parsed_architecture_overrides(self) -> dict[str, Any]:
         """architecture_overrides as a dict; lists become tuples (the architecture's field types)."""
@@ -254,28 +260,28 @@ class DepthNodeConfig:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "DepthNodeConfig":
         """Build from parameter values (YAML, ROS parameters); unknown names are an error, lists -> tuples."""
-        unknown = set(values) - {spec.name for spec in parameter_specs()}
+        unknown = set(values) - {spec.name for spec in parameter_specs(cls)}
         if unknown:
             raise ValueError(f"unknown depth node parameters: {sorted(unknown)}")
-        return cls(**{name: _coerce(name, value) for name, value in values.items()})
+        return cls(**{name: _coerce(cls, name, value) for name, value in values.items()})
 
     def with_changes(self, changes: Mapping[str, Any]) -> "DepthNodeConfig":
         """A validated copy with some parameters changed (raises ValueError with the reason)."""
-        return replace(self, **{name: _coerce(name, value) for name, value in changes.items()})
+        return replace(self, **{name: _coerce(type(self), name, value) for name, value in changes.items()})
 
 
-def parameter_specs() -> tuple[ParameterSpec, ...]:
-    """One spec per DepthNodeConfig field, in declaration order."""
+def parameter_specs(config_type: type[DepthNodeConfig] = DepthNodeConfig) -> tuple[ParameterSpec, ...]:
+    """One spec per field of `config_type` (DepthNodeConfig or a node config extending it), in order."""
     return tuple(
         ParameterSpec(name=f.name, default=f.default, **f.metadata)
-        for f in fields(DepthNodeConfig)
+        for f in fields(config_type)
         if f.default is not MISSING
     )
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _coerce(config_type: type[DepthNodeConfig], name: str, value: Any) -> Any:
     """Parameter values arrive as lists (or array.array) and ints for doubles; match the field's default."""
-    default = next(spec.default for spec in parameter_specs() if spec.name == name)
+    default = next(spec.default for spec in parameter_specs(config_type) if spec.name == name)
     if isinstance(default, tuple):
         return tuple(type(default[0])(v) for v in value)
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):

@@ -14,18 +14,10 @@ import cv2
 import numpy as np
 
 from dpt_ros.core.camera import PinholeIntrinsics
+from dpt_ros.core.cloud_fields import POINT_FIELD_DTYPES
 
-# sensor_msgs/PointField datatype codes (fixed by the message definition) for numpy dtypes.
-POINT_FIELD_DATATYPES: Final[dict[np.dtype, int]] = {
-    np.dtype(np.int8): 1,
-    np.dtype(np.uint8): 2,
-    np.dtype(np.int16): 3,
-    np.dtype(np.uint16): 4,
-    np.dtype(np.int32): 5,
-    np.dtype(np.uint32): 6,
-    np.dtype(np.float32): 7,
-    np.dtype(np.float64): 8,
-}
+# numpy dtype -> sensor_msgs/PointField datatype code (the inverse of the reader's table).
+POINT_FIELD_DATATYPES: Final[dict[np.dtype, int]] = {np.dtype(t): code for code, t in POINT_FIELD_DTYPES.items()}
 
 
 @dataclass(frozen=True)

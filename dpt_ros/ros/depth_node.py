@@ -13,6 +13,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import ExternalShutdownException
@@ -30,6 +31,7 @@ from dpt_ros.core.input_errors import InputError
 from dpt_ros.core.latest_slot import LatestSlot
 from dpt_ros.core.lidar_depth import NO_SCAN, LidarFrameInput
 from dpt_ros.core.model.checkpoint import WeightsError
+from dpt_ros.core.model.presets import Preset, get_preset
 from dpt_ros.core.node_config import DepthNodeConfig
 from dpt_ros.core.pipeline import DEPTH_UNITS, METRIC_DEPTH, RELATIVE_INVERSE_DEPTH, Frame, FrameOutputs
 from dpt_ros.ros import conversions
@@ -42,7 +44,7 @@ SKIPPED = "frames_skipped_no_subscribers"
 PROCESSED = "frames_processed"
 PROCESSING_ERROR = "processing_errors"
 COUNTERS = ("frames_received", PROCESSED, DROPPED, SKIPPED, PROCESSING_ERROR) + input_errors.INPUT_ERROR_KINDS
-INFERENCE = "inference_latency"  # the network and depth stage alone
+INFERENCE = "inference_latency"  # the network(s), depth stage and cloud channel providers
 FRAME_AGE = "output_age"  # image arrival -> outputs published: waiting + decoding + inference + publishing
 
 QOS = {
@@ -63,22 +65,31 @@ class PendingImage:
 
 class DepthNode(Node):
     """Subscribes to image (+ camera_info); publishes depth, depth/relative, depth/mm, depth/camera_info,
-    depth/colored, points and /diagnostics, all with the image's header."""
+    depth/colored, points and /diagnostics, all with the image's header.
+
+    Extended by SegmentationNode (dpt_ros.ros.segmentation_node) through NAME, CONFIG_TYPE and the
+    `_build_networks`, `_engines`, `_describe_outputs`, `_create_output_topics`, `_has_subscribers`,
+    `_process` (reusing `_process_depth`) and `_diagnostic_values` hooks.
+    """
+
+    NAME = NODE_NAME
+    CONFIG_TYPE: type[DepthNodeConfig] = DepthNodeConfig
 
     def __init__(self, **node_kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **node_kwargs)
+        super().__init__(self.NAME, **node_kwargs)
         try:
-            self._config = declare_config(self)
+            self._config = declare_config(self, self.CONFIG_TYPE)
         except ValueError as error:
             raise StartupError(f"invalid parameter: {error}") from None
         try:
-            self._pipeline, self._engine = build_depth_pipeline(self._config)
-        except (WeightsError, ValueError) as error:  # missing weights, no such CUDA device: said for users
-            raise StartupError(str(error)) from None
-        if self._config.device == "auto" and self._engine.device.type == "cpu":
+            self._build_networks()
+        except ValueError as error:  # e.g. no such CUDA device
+            raise StartupError(" ".join(str(error).split())) from None
+        if self._config.device == "auto" and self._engines()[0].device.type == "cpu":
             self.get_logger().warning("device 'auto' found no CUDA GPU: running on the CPU, expect slow inference")
-        if self._engine.random_weights:
-            self.get_logger().warning("!" * 20 + " RANDOM WEIGHTS: outputs are noise, for demos and tests only " + "!" * 20)
+        if any(engine.random_weights for engine in self._engines()):
+            banner = "!" * 20
+            self.get_logger().warning(f"{banner} RANDOM WEIGHTS: outputs are noise, for demos and tests only {banner}")
         watch_config(self, lambda: self._config, self._apply_config)
 
         self._stats = FrameStats(COUNTERS, latency_names=(INFERENCE, FRAME_AGE))
@@ -91,14 +102,27 @@ class DepthNode(Node):
         self._create_topics()
         self._worker = threading.Thread(target=self._run_worker, name="dpt_ros_inference")
         self._worker.start()
-        preset = self._engine.preset
-        self.get_logger().info(
-            f"{preset.name} on {self._engine.device} ({self._engine.precision}), output: "
-            f"{DEPTH_UNITS[preset.output_kind]} on '{self._depth_topic_for(preset.output_kind)}'; "
-            f"listening on '{self._image_sub.topic_name}'"
-        )
+        self.get_logger().info(f"{self._describe_outputs()}; listening on '{self._image_sub.topic_name}'")
 
     # --- set-up ---------------------------------------------------------------------------------
+
+    def _build_networks(self) -> None:
+        """Load the networks (once, at start-up); a weights problem becomes a StartupError saying what to do."""
+        try:
+            self._pipeline, self._engine = build_depth_pipeline(self._config)
+        except WeightsError as error:  # missing, unreadable or wrong file: which one, and where to get it
+            raise StartupError(weights_help(str(error), get_preset(self._config.model))) from None
+
+    def _engines(self) -> list[Any]:
+        """The inference engines this node runs (all on one device)."""
+        return [self._engine]
+
+    def _describe_outputs(self) -> str:
+        preset = self._engine.preset
+        return (
+            f"{preset.name} on {self._engine.device} ({self._engine.precision}), output: "
+            f"{DEPTH_UNITS[preset.output_kind]} on '{self._depth_topic_for(preset.output_kind)}'"
+        )
 
     def _create_topics(self) -> None:
         config = self._config
@@ -107,7 +131,15 @@ class DepthNode(Node):
             self._image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos_in)
         else:
             self._image_sub = self.create_subscription(Image, "image", self._on_image, qos_in)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_in)
+        camera_info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_in)
+        self._camera_info_topic = camera_info_sub.topic_name
+        self._create_output_topics(qos_in, qos_out)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(config.diagnostics_period, self._publish_diagnostics)
+
+    def _create_output_topics(self, qos_in: QoSProfile, qos_out: QoSProfile) -> None:
+        """Depth outputs (and the LiDAR input that only depth uses)."""
+        config = self._config
         self._depth_pubs = {
             METRIC_DEPTH: self.create_publisher(Image, "depth", qos_out),
             RELATIVE_INVERSE_DEPTH: self.create_publisher(Image, "depth/relative", qos_out),
@@ -116,8 +148,6 @@ class DepthNode(Node):
         self._mm_pub = self.create_publisher(Image, "depth/mm", qos_out) if config.publish_mm else None
         self._colored_pub = self.create_publisher(Image, "depth/colored", qos_out) if config.publish_colored else None
         self._cloud_pub = self.create_publisher(PointCloud2, "points", qos_out) if config.publish_cloud else None
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(config.diagnostics_period, self._publish_diagnostics)
         self._create_lidar_topics(qos_in, qos_out)
 
     def _create_lidar_topics(self, qos_in: QoSProfile, qos_out: QoSProfile) -> None:
@@ -200,31 +230,53 @@ class DepthNode(Node):
 
     def _process(self, pending: PendingImage) -> None:
         msg = pending.msg
-        if isinstance(msg, CompressedImage):
-            rgb = conversions.rgb_from_compressed(msg)
-        else:
-            rgb = conversions.rgb_from_image(msg)
+        inference_ms = self._process_depth(msg.header, self._decode(msg))
+        self._record_frame(pending, inference_ms)
+
+    def _process_depth(self, header: Any, rgb: np.ndarray, labels: np.ndarray | None = None) -> float:
+        """Depth, camera_info, cloud (and LiDAR alignment) of one decoded frame, published with `header`;
+        `labels` are the frame's semantic class ids for the cloud's label field. Returns the network +
+        depth stage ms."""
+        camera_info, intrinsics = self._camera_for(rgb)
         height, width = rgb.shape[:2]
-        camera_info, intrinsics = self._camera if self._camera is not None else (None, None)
-        if intrinsics is not None:
-            try:
-                require_resolution(intrinsics, width, height)
-            except InputError as error:  # depth is still right; only the cloud and camera_info need K
-                self._report(error)
-                camera_info, intrinsics = None, None
-        lidar = self._lidar_frame_input(msg.header, camera_info, width, height) if self._lidar is not None else None
+        lidar = self._lidar_frame_input(header, camera_info, width, height) if self._lidar is not None else None
         outputs = self._pipeline.process(
-            Frame(rgb, intrinsics, lidar),
+            Frame(rgb, intrinsics, lidar=lidar, labels=labels),
             self._config.output_options(),
             want_cloud=self._wanted(self._cloud_pub),
             want_colored=self._wanted(self._colored_pub),
         )
-        self._publish(msg.header, outputs, camera_info)
+        self._publish(header, outputs, camera_info)
         if self._lidar is not None:
-            self._publish_alignment(msg.header)
-        self._stats.record_latency(INFERENCE, (outputs.timings_ms["inference"] + outputs.timings_ms["depth_stage"]) / 1e3)
+            self._publish_alignment(header)
+        return sum(outputs.timings_ms[stage] for stage in ("inference", "depth_stage", "channels"))
+
+    def _record_frame(self, pending: PendingImage, inference_ms: float) -> None:
+        self._stats.record_latency(INFERENCE, inference_ms / 1000.0)
         self._stats.record_latency(FRAME_AGE, time.monotonic() - pending.arrival_s)
         self._stats.count(PROCESSED)
+
+    @staticmethod
+    def _decode(msg: Image | CompressedImage) -> np.ndarray:
+        """The message's image as (H, W, 3) uint8 RGB; raises InputError."""
+        if isinstance(msg, CompressedImage):
+            return conversions.rgb_from_compressed(msg)
+        return conversions.rgb_from_image(msg)
+
+    def _camera_for(self, rgb: np.ndarray) -> tuple[CameraInfo | None, PinholeIntrinsics | None]:
+        """The latest camera_info and its intrinsics if they fit the image's size, else (None, None)."""
+        camera_info, intrinsics = self._camera if self._camera is not None else (None, None)
+        if intrinsics is None and self._log_limiter.allow("no_camera_info", time.monotonic()) is not None:
+            self.get_logger().info(
+                f"no valid camera_info on '{self._camera_info_topic}' yet: 'points' and 'depth/camera_info' wait for it"
+            )
+        if intrinsics is not None:
+            try:
+                require_resolution(intrinsics, rgb.shape[1], rgb.shape[0])
+            except InputError as error:  # depth is still right; only the cloud and camera_info need K
+                self._report(error)
+                camera_info, intrinsics = None, None
+        return camera_info, intrinsics
 
     def _publish(self, header: Any, outputs: FrameOutputs, camera_info: CameraInfo | None) -> None:
         depth = outputs.depth
@@ -278,18 +330,22 @@ class DepthNode(Node):
             more = f" ({suppressed} more since the last report)" if suppressed else ""
             self.get_logger().warning(f"bad input ({error.kind}): {error}{more}")
 
-    def _publish_diagnostics(self) -> None:
-        snapshot = self._stats.snapshot(time.monotonic())
+    def _diagnostic_values(self) -> dict[str, str]:
+        """What the node runs, for /diagnostics."""
         engine, preset = self._engine, self._engine.preset
-        values = {
+        return {
             "model_preset": preset.name,
             "output_kind": preset.output_kind,
             "output_units": DEPTH_UNITS[preset.output_kind],
             "device": str(engine.device),
             "precision": engine.precision,
             "random_weights": str(engine.random_weights).lower(),
-            "input_rate_hz": f"{snapshot.input_rate_hz:.2f}",
         }
+
+    def _publish_diagnostics(self) -> None:
+        snapshot = self._stats.snapshot(time.monotonic())
+        values = self._diagnostic_values()
+        values["input_rate_hz"] = f"{snapshot.input_rate_hz:.2f}"
         for name, (p50, p95) in snapshot.latencies_ms.items():
             values[f"{name}_p50_ms"], values[f"{name}_p95_ms"] = f"{p50:.1f}", f"{p95:.1f}"
         values.update({name: str(count) for name, count in snapshot.counters.items()})
@@ -297,7 +353,7 @@ class DepthNode(Node):
         values.update({f"lidar_{key}": value for key, value in self._last_alignment.items()})
         errors = sum(snapshot.counters[name] for name in input_errors.INPUT_ERROR_KINDS + (PROCESSING_ERROR,))
         new_errors, self._input_errors_reported = errors > self._input_errors_reported, errors
-        if engine.random_weights:
+        if any(engine.random_weights for engine in self._engines()):
             level, message = DiagnosticStatus.WARN, "RANDOM WEIGHTS: outputs are noise"
         elif new_errors:
             level, message = DiagnosticStatus.WARN, snapshot.last_error
@@ -306,7 +362,7 @@ class DepthNode(Node):
         name = f"dpt_ros: {self.get_fully_qualified_name()}"
         stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(
-            conversions.diagnostic_array(stamp, name, str(engine.device), level, message, values)
+            conversions.diagnostic_array(stamp, name, str(self._engines()[0].device), level, message, values)
         )
 
     def close(self) -> None:
@@ -315,19 +371,30 @@ class DepthNode(Node):
         self._worker.join()
 
 
-def main(args: list[str] | None = None) -> int:
+def weights_help(error: str, preset: Preset) -> str:
+    """The weights error on one line, with where to get the right file when it does not say so already."""
+    message = " ".join(error.split())
+    if preset.url not in message:
+        message += (
+            f" Expected {preset.weights_file} from {preset.url} (SHA-256 starts with {preset.sha256_prefix}); "
+            "see models/README.md"
+        )
+    return message
+
+
+def main(args: list[str] | None = None, node_type: type[DepthNode] = DepthNode) -> int:
     """Console script entry point; returns the exit code (0 on Ctrl-C, 1 when start-up fails, 2 for bad ROS args)."""
     try:
         rclpy.init(args=args)
     except rclpy_implementation.RCLError as error:  # e.g. a malformed --ros-args rule: say so, no traceback
-        print(f"{NODE_NAME}: cannot start ROS: {error}", file=sys.stderr)
+        print(f"{node_type.NAME}: cannot start ROS: {error}", file=sys.stderr)
         return 2
     node = None
     try:
-        node = DepthNode()
+        node = node_type()
         rclpy.spin(node)
     except StartupError as error:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
+        rclpy.logging.get_logger(node_type.NAME).fatal(str(error))
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -41,19 +41,18 @@ def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
     return result
 
 
-def declare_config(node: Node) -> DepthNodeConfig:
-    """Declare every parameter (values from the params file / overrides) and return the validated config.
-
-    Raises ValueError with the reason when a value is invalid.
+def declare_config(node: Node, config_type: type[DepthNodeConfig] = DepthNodeConfig) -> DepthNodeConfig:
+    """Declare every parameter of `config_type` (values from the params file / overrides) and return the
+    validated config. Raises ValueError with the reason when a value is invalid.
     """
     values = {}
-    for spec in parameter_specs():
+    for spec in parameter_specs(config_type):
         default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
         try:
             values[spec.name] = node.declare_parameter(spec.name, default, descriptor(spec)).value
         except (InvalidParameterTypeException, InvalidParameterValueException) as error:
             raise ValueError(f"parameter {spec.name}: {error}") from None
-    return DepthNodeConfig.from_mapping(values)
+    return config_type.from_mapping(values)
 
 
 def watch_config(node: Node, get: Callable[[], DepthNodeConfig], apply: Callable[[DepthNodeConfig], None]) -> None:
