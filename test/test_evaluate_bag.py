@@ -8,6 +8,9 @@ evaluator reports there comes from the predictor, not from discretisation.
 import csv
 import dataclasses
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -328,3 +331,22 @@ def test_metric_models_are_scored_as_published_and_refined_when_asked(exact_bags
     refined = dataclasses.replace(OPTIONS, node_config=OPTIONS.node_config.with_changes({"lidar_refine_metric": True}))
     _, summary = evaluate_bag(bag, predictor, "metric_depth", tmp_path / "refined", refined)
     assert summary["methods"]["node"]["metrics"]["abs_rel"] < 1e-5
+
+
+def test_the_evaluator_needs_no_ros_runtime(exact_bags, tmp_path):
+    """With rclpy impossible to import, dpt-ros-eval still evaluates a bag."""
+    script = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] == 'rclpy': raise ImportError('rclpy is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from dpt_ros.tools.evaluate_bag import main\n"
+        f"sys.exit(main([{str(exact_bags['mcap'])!r}, '--run-dir', {str(tmp_path / 'run')!r}, '--no-progress',\n"
+        f"    '--allow-random-weights', '--model', 'dpt_large_midas', '--input-size', '160', '128',\n"
+        f"    '--architecture-overrides', {TINY_ARCHITECTURE!r}]))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "run" / "report.md").exists()
