@@ -83,6 +83,10 @@ setup(
             "segmentation_node = dpt_ros.ros.segmentation_node:main",
             "dpt-train = dpt_train.cli:train_main",
             "dpt-eval = dpt_train.cli:eval_main",
+            "dpt-ros-make-sample = dpt_ros.tools.make_sample_bag:main",
+            "dpt-ros-eval = dpt_ros.tools.evaluate_bag:main",
+            "dpt-ros-replay = dpt_ros.tools.replay_bag:main",
+            "dpt-ros-demo = dpt_ros.tools.demo:main",
         ],
     },
 )
