@@ -50,9 +50,11 @@ def test_demo_runs_end_to_end_within_budget(tmp_path):
     assert metrics["frames"]["scored"] == metrics["frames"]["total"] == 20
     lidar_only = metrics["methods"]["lidar_only"]["metrics"]
     assert 0.0 < lidar_only["abs_rel"] < 0.2 and metrics["methods"]["lidar_only"]["points_scored"] > 5000
-    if metrics["methods"]["node"]["points_scored"]:
-        assert metrics["temporal"]["static_pairs"] >= 2  # the sample drive stands still for a few frames
-    else:  # random weights: the alignment must refuse the noise, and the report must say why
-        assert "the node published no metric depth" in text and metrics["alignment_fits"]["failed"]
+    # random weights with the demo's open inlier gate: the LiDAR fit still turns the noise into metres,
+    # which score far worse than the LiDAR alone: the report shows what the alignment is doing
+    assert int(answered.group(1)) >= 10, result.stdout
+    node = metrics["methods"]["node"]
+    assert node["points_scored"] > 1000 and node["metrics"]["abs_rel"] > lidar_only["abs_rel"]
+    assert metrics["temporal"]["static_pairs"] >= 2  # the sample drive stands still for a few frames
     for name in ("error_vs_range.png", "per_frame_abs_rel.png", "scale_shift.png", "per_frame.csv"):
         assert (report.parent / name).stat().st_size > 0

@@ -188,14 +188,11 @@ def cloud_column(cloud: Any, name: str) -> np.ndarray | None:
 
 
 def lens_from_camera_info(info: Any, intrinsics_source: str) -> LensModel:
-    """The lens the prediction is for, as the node builds it (dpt_ros.ros.lidar_input.lens_from_camera_info, which
-    lives in the rclpy layer): raw images use K and D; rectified ones (source P) P[:3, :3] and no distortion."""
-    size = (info.width, info.height)
-    if intrinsics_source == "P":
-        return LensModel(np.asarray(message_field(info, "p", "P"), dtype=np.float64).reshape(3, 4)[:, :3], size)
-    distortion = np.asarray(message_field(info, "d", "D"), dtype=np.float64)
-    return LensModel(np.asarray(message_field(info, "k", "K"), dtype=np.float64).reshape(3, 3), size,
-                     distortion if len(distortion) else None, info.distortion_model)
+    """The lens the prediction is for, built as the node builds it (`LensModel.from_calibration`)."""
+    return LensModel.from_calibration(
+        message_field(info, "k", "K"), message_field(info, "d", "D"), message_field(info, "p", "P"),
+        info.distortion_model, intrinsics_source, info.width, info.height,
+    )
 
 
 def decode_frame(pair: PairedFrame, tree: TransformTree, config: DepthNodeConfig) -> FrameInputs:
