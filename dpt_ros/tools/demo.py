@@ -170,7 +170,7 @@ class LiveComparison:
     """The node's recorded depth vs. the offline core path on the same frames."""
 
     n_live: int  # depth images the node published
-    n_compared: int  # of those, frames compared (until the node first skipped a frame)
+    n_compared: int  # of those, frames compared
     max_abs_difference: float  # in the published units (metres or relative), over finite pixels
     mismatched_validity: int  # pixels finite in one and NaN in the other
     kinds: tuple[str, ...]  # topics the node answered on
@@ -194,12 +194,12 @@ def recorded_depth(recording: Path, namespace: str = "") -> dict[int, tuple[str,
 
 
 def compare_live_and_offline(live: dict[int, tuple[str, np.ndarray]], offline: list) -> LiveComparison:
-    """Compare frame by frame, in order, until the first image the node did not answer: after a skipped frame
-    its temporal filter has seen a different sequence than the offline run, so later frames may differ."""
+    """Compare frame by frame. `offline` must come from the frames the node answered (see
+    `reproduce_node_depth(only_stamps=...)`), so both temporal filters saw the same sequence."""
     worst, mismatched, compared = 0.0, 0, 0
     for stamp, aligned in offline:
         if stamp not in live:
-            break
+            continue
         topic, values = live[stamp]
         if (topic == "/depth") != aligned.is_metric or values.shape != aligned.values.shape:
             mismatched += values.size
@@ -257,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
 
         output_kind = engine.preset.output_kind
         options = EvaluationOptions(node_config=node_config)
-        offline = reproduce_node_depth(bag, predictor, output_kind, options)
-        comparison = compare_live_and_offline(recorded_depth(recording), offline)
+        live = recorded_depth(recording)
+        offline = reproduce_node_depth(bag, predictor, output_kind, options, only_stamps=set(live))
+        comparison = compare_live_and_offline(live, offline)
         print(f"[4/5] live node vs offline core path: {comparison.n_compared} frames compared, max |difference| "
               f"{comparison.max_abs_difference:.2e} ({', '.join(comparison.kinds) or 'no output'}), "
               f"{comparison.mismatched_validity} pixels valid in only one ({time.monotonic() - started:.0f} s)")

@@ -272,16 +272,20 @@ def evaluate_bag(bag_path: Path, predictor: DepthPredictor, output_kind: str, ru
 
 def reproduce_node_depth(bag_path: Path, predictor: DepthPredictor, output_kind: str,
                          options: EvaluationOptions = EvaluationOptions(),
-                         topics: dict[str, str | None] | None = None) -> list[tuple[int, AlignedDepth]]:
+                         topics: dict[str, str | None] | None = None,
+                         only_stamps: set[int] | None = None) -> list[tuple[int, AlignedDepth]]:
     """What the node publishes for each paired frame of the bag — the whole scan, no held-out split, no scoring:
-    (image stamp ns, the aligner's result). For checking a live run against the offline path."""
+    (image stamp ns, the aligner's result). For checking a live run against the offline path.
+
+    only_stamps: the image stamps a live node answered; the others are left out, so the temporal filter
+    sees the same sequence of frames as the live node did (a live node may drop frames under load)."""
     reader = open_bag(bag_path)
     node = NodePath(predictor, output_kind, options.node_config)
     outputs = []
     try:
         _, frames = decoded_frames(reader, options.node_config, options.max_frames, topics)
         for item, inputs, _ in frames:
-            if inputs is not None:
+            if inputs is not None and (only_stamps is None or item.stamp_ns in only_stamps):
                 outputs.append((item.stamp_ns, node.process(inputs, inputs.xyz, item.stamp_ns).aligned))
     finally:
         reader.close()

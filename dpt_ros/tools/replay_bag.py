@@ -23,7 +23,7 @@ from typing import Any
 from dpt_ros.tools.rosbag_io import STORAGE_FORMATS, TYPESTORE, BagError, BagWriter, bag_topics, open_bag
 
 
-RECORDER_SETTLE_S = 1.0  # local DDS endpoint matching after discovery takes well under this
+RECORDER_SETTLE_S = 2.0  # local DDS endpoint matching after discovery; slower on a loaded machine
 
 
 def message_class(msgtype: str) -> Any | None:
