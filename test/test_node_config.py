@@ -50,6 +50,7 @@ def test_shipped_yaml_names_every_parameter_and_equals_the_defaults() -> None:
         ({"architecture_overrides": '{"depth": 2}'}, "allow_random_weights"),
         ({"architecture_overrides": "{oops", "allow_random_weights": True}, "JSON"),
         ({"cloud_rgb": 1}, "must be like"),
+        ({"cuda_graphs": True, "device": "cpu"}, "cuda_graphs needs a CUDA device"),
         ({"not_a_parameter": 1}, "unknown"),
     ],
 )

@@ -73,7 +73,7 @@ class DepthNode(Node):
         except ValueError as error:
             raise StartupError(f"invalid parameter: {error}") from None
         try:
-            self._pipeline, self._engine = build_depth_pipeline(self._config)
+            self._pipeline, self._engine = build_depth_pipeline(self._config, on_graph_capture=self._log_graph_capture)
         except WeightsError as error:  # missing, unreadable or wrong file: which one, and where to get it
             raise StartupError(weights_help(str(error), get_preset(self._config.model))) from None
         except ValueError as error:  # e.g. no such CUDA device
@@ -97,12 +97,18 @@ class DepthNode(Node):
         self._worker.start()
         preset = self._engine.preset
         self.get_logger().info(
-            f"{preset.name} on {self._engine.device} ({self._engine.precision}), output: "
+            f"{preset.name} on {self._engine.device} ({self._engine.precision}{self._acceleration()}), output: "
             f"{DEPTH_UNITS[preset.output_kind]} on '{self._depth_topic_for(preset.output_kind)}'; "
             f"listening on '{self._image_sub.topic_name}'"
         )
 
     # --- set-up ---------------------------------------------------------------------------------
+
+    def _acceleration(self) -> str:
+        """', compiled, CUDA graphs' as far as they are on, for the start-up line."""
+        enabled = [name for name, on in (("compiled", self._config.compile), ("CUDA graphs", self._config.cuda_graphs))
+                   if on]  # fmt: skip
+        return "".join(f", {name}" for name in enabled)
 
     def _create_topics(self) -> None:
         config = self._config
@@ -146,6 +152,12 @@ class DepthNode(Node):
             f"LiDAR alignment: scans from '{self._lidar.topic}', LiDAR -> camera transform from {source}; "
             f"metres on '{self._depth_topic_for(METRIC_DEPTH)}' while a fit holds, fits on "
             f"'{self._alignment_pub.topic_name}'"
+        )
+
+    def _log_graph_capture(self, shape: tuple[int, ...], captured_before: int) -> None:
+        self.get_logger().info(
+            f"capturing a CUDA graph for network input {list(shape)} (a new image size or camera batch size; "
+            f"{captured_before} captured before)"
         )
 
     def _apply_config(self, config: DepthNodeConfig) -> None:
@@ -298,6 +310,8 @@ class DepthNode(Node):
             "device": str(engine.device),
             "precision": engine.precision,
             "random_weights": str(engine.random_weights).lower(),
+            "compile": str(self._config.compile).lower(),
+            "cuda_graphs": str(self._config.cuda_graphs).lower(),
             "input_rate_hz": f"{snapshot.input_rate_hz:.2f}",
         }
         for name, (p50, p95) in snapshot.latencies_ms.items():
