@@ -111,6 +111,19 @@ class DepthNodeConfig:
         "raw", "raw: subscribe to sensor_msgs/Image on 'image'; compressed: CompressedImage on 'image/compressed'",
         choices=("raw", "compressed"),
     )
+    cameras: tuple[str, ...] = _param(
+        (),
+        "camera names, e.g. [front, left]: each camera's input is '<name>/image' (or '<name>/image/compressed') and "
+        "'<name>/camera_info', its outputs '<name>/depth', '<name>/points', ...; same-sized images of different "
+        "cameras share one forward pass. Empty = one camera on 'image', 'camera_info', 'depth', ...",
+        item_type=str, lengths=tuple(range(MAX_CAMERAS + 1)),
+    )
+    batch_wait: float = _param(
+        0.01,
+        "seconds the inference thread waits, after the first camera's image, for the other cameras' images so they "
+        "share a forward pass; it goes on as soon as every camera has one (0 = run whatever is pending)",
+        runtime=True, low=0.0, high=1.0,
+    )
     qos_in: str = _param(
         "sensor_data", "QoS of the image and camera_info subscriptions (sensor_data = best effort)",
         choices=("sensor_data", "reliable"),
@@ -204,7 +217,9 @@ class DepthNodeConfig:
         if not DEVICE_PATTERN.match(self.device):
             raise ValueError(f"device {self.device!r} is not auto, cpu, cuda or cuda:N")
         if self.cuda_graphs and self.device == "cpu":
-            raise ValueError("cuda_graphs needs a CUDA device, but device is 'cpu': set cuda_graphs false or device cuda")
+            raise ValueError(
+                "cuda_graphs needs a CUDA device, but device is 'cpu': set cuda_graphs false or device cuda"
+            )
         if self.input_size != (0, 0) and not all(
             size > 0 and size % INPUT_SIZE_MULTIPLE == 0 for size in self.input_size
         ):
@@ -213,6 +228,18 @@ class DepthNodeConfig:
         if (low, high) != (0.0, 0.0) and not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise ValueError(
                 f"colored_range {list(self.colored_range)} must be [0, 0] or finite [low, high], low < high"
+            )
+        for camera in self.cameras:
+            if not CAMERA_NAME_PATTERN.match(camera):
+                raise ValueError(
+                    f"camera name {camera!r} is not a relative ROS name (letters, digits, '_', '/'-separated tokens)"
+                )
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"cameras {list(self.cameras)} names a camera twice")
+        if self.cameras and self.lidar_alignment:
+            raise ValueError(
+                "lidar_alignment works with a single camera only (one LiDAR fit and filter per node): leave cameras "
+                "empty and run one node per camera"
             )
         if self.lidar_min_range > self.lidar_max_range:
             raise ValueError(f"lidar_min_range {self.lidar_min_range} exceeds lidar_max_range {self.lidar_max_range}")
