@@ -90,7 +90,7 @@ class CameraIO:
     image_topic: str = ""
     camera_info_topic: str = ""
     stats: FrameStats = field(default_factory=lambda: FrameStats(COUNTERS, latency_names=(INFERENCE, FRAME_AGE)))
-    camera: tuple[CameraInfo, PinholeIntrinsics] | None = None  # the last valid camera_info and its intrinsics
+    calibration: tuple[CameraInfo, PinholeIntrinsics] | None = None  # the last valid camera_info + intrinsics
     last_stamp_ns: int = -1
     last_batch_size: int = 0
     errors_reported: int = 0  # input + processing errors counted at the last diagnostics message
@@ -139,12 +139,12 @@ class DepthNode(Node):
         self._worker = threading.Thread(target=self._run_worker, name="dpt_ros_inference")
         self._worker.start()
         preset = self._engine.preset
-        first = next(iter(self._cameras.values()))
+        cameras = self._cameras.values()
+        depth_topics = ", ".join(f"'{camera.depth_pubs[preset.output_kind].topic_name}'" for camera in cameras)
+        image_topics = ", ".join(f"'{camera.image_topic}'" for camera in cameras)
         self.get_logger().info(
             f"{preset.name} on {self._engine.device} ({self._engine.precision}{self._acceleration()}), output: "
-            f"{DEPTH_UNITS[preset.output_kind]} on '{first.depth_pubs[preset.output_kind].topic_name}'"
-            f"{' (and the same per camera)' if len(self._cameras) > 1 else ''}; "
-            f"listening on {[camera.image_topic for camera in self._cameras.values()]}"
+            f"{DEPTH_UNITS[preset.output_kind]} on {depth_topics}; listening on {image_topics}"
         )
 
     # --- set-up ---------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ class DepthNode(Node):
     def _apply_config(self, config: DepthNodeConfig) -> None:
         if config.intrinsics_source != self._config.intrinsics_source:
             for camera in self._cameras.values():
-                camera.camera = None  # the next camera_info is validated with the other matrix
+                camera.calibration = None  # the next camera_info is validated with the other matrix
         self._config = config
 
     # --- callbacks (executor thread): cheap checks only -----------------------------------------
@@ -242,7 +242,7 @@ class DepthNode(Node):
 
     def _on_camera_info(self, camera: CameraIO, msg: CameraInfo) -> None:
         try:
-            camera.camera = (msg, conversions.intrinsics_from_camera_info(msg, self._config.intrinsics_source))
+            camera.calibration = (msg, conversions.intrinsics_from_camera_info(msg, self._config.intrinsics_source))
         except InputError as error:
             self._report(camera, error)
 
@@ -297,7 +297,7 @@ class DepthNode(Node):
         else:
             rgb = conversions.rgb_from_image(msg)
         height, width = rgb.shape[:2]
-        camera_info, intrinsics = camera.camera if camera.camera is not None else (None, None)
+        camera_info, intrinsics = camera.calibration if camera.calibration is not None else (None, None)
         no_camera_info = f"no_camera_info {camera.name}"
         if intrinsics is None and self._log_limiter.allow(no_camera_info, time.monotonic()) is not None:
             self.get_logger().info(
