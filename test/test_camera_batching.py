@@ -80,6 +80,10 @@ class CountingBackend:
     def __init__(self, engine) -> None:
         self.engine, self.batch_sizes = engine, []
 
+    def infer(self, rgb):
+        self.batch_sizes.append(1)
+        return self.engine.infer(rgb)
+
     def infer_batch(self, images):
         self.batch_sizes.append(len(images))
         return self.engine.infer_batch(images)

@@ -20,9 +20,9 @@ class FixedPrediction:
     def __init__(self, prediction: np.ndarray) -> None:
         self.prediction = prediction
 
-    def infer_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        assert all(image.shape[:2] == self.prediction.shape for image in images)
-        return [self.prediction for _ in images]
+    def infer(self, rgb: np.ndarray) -> np.ndarray:
+        assert rgb.shape[:2] == self.prediction.shape
+        return self.prediction
 
 
 PREDICTION = np.array([[1.0, 2.0, -1.0, np.inf], [4.0, 0.0, 3.0, 2.0]], np.float32)

@@ -63,8 +63,14 @@ class DepthEstimate:
 
 
 class InferenceBackend(Protocol):
-    """What the pipeline needs of dpt_ros.InferenceEngine: same-sized images in one forward pass,
-    one prediction at the image's size per image."""
+    """What `DepthPipeline.process` needs of dpt_ros.InferenceEngine: one image -> its prediction."""
+
+    def infer(self, rgb: np.ndarray) -> np.ndarray: ...
+
+
+class BatchInferenceBackend(InferenceBackend, Protocol):
+    """What `DepthPipeline.process_batch` needs too: same-sized images in one forward pass, one
+    prediction at the image's size per image."""
 
     def infer_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]: ...
 
@@ -135,7 +141,7 @@ class DepthPipeline:
 
     def __init__(
         self,
-        engine: InferenceBackend,
+        engine: InferenceBackend | BatchInferenceBackend,
         depth_stage: DepthStage,
         channel_providers: Sequence[ChannelProvider] = (),
     ) -> None:
@@ -147,7 +153,10 @@ class DepthPipeline:
         self, frame: Frame, options: OutputOptions, *, want_cloud: bool = True, want_colored: bool = False
     ) -> FrameOutputs:
         """Run one frame; builds the cloud / colour map only when wanted (nobody subscribed -> no cost)."""
-        return self.process_batch([frame], options, want_cloud=[want_cloud], want_colored=[want_colored])[0]
+        started = time.perf_counter()
+        prediction = self.engine.infer(frame.rgb)
+        inference_ms = (time.perf_counter() - started) * 1000.0
+        return self._outputs(frame, prediction, options, want_cloud, want_colored, {"inference": inference_ms})
 
     def process_batch(
         self,
@@ -161,6 +170,7 @@ class DepthPipeline:
         and outputs on its own; one FrameOutputs per frame, in order. want_* are per frame.
 
         Every frame's "inference" time is the whole batch's: each waited that long for its prediction.
+        Needs a BatchInferenceBackend.
         """
         if not len(frames) == len(want_cloud) == len(want_colored):
             raise ValueError(f"{len(frames)} frames need as many want_cloud / want_colored flags")
