@@ -80,8 +80,13 @@ setup(
             "dpt-ros-bench = dpt_ros.tools.bench:main",
             "dpt-ros-export = dpt_ros.tools.export:main",
             "depth_node = dpt_ros.ros.depth_node:main",
+            "segmentation_node = dpt_ros.ros.segmentation_node:main",
             "dpt-train = dpt_train.cli:train_main",
             "dpt-eval = dpt_train.cli:eval_main",
+            "dpt-ros-make-sample = dpt_ros.tools.make_sample_bag:main",
+            "dpt-ros-eval = dpt_ros.tools.evaluate_bag:main",
+            "dpt-ros-replay = dpt_ros.tools.replay_bag:main",
+            "dpt-ros-demo = dpt_ros.tools.demo:main",
         ],
     },
 )

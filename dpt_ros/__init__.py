@@ -30,6 +30,16 @@ _PUBLIC_API = {
     "FilteredAlignment": "dpt_ros.core.temporal_filter",
     "FilterState": "dpt_ros.core.temporal_filter",
     "xyz_from_cloud_buffer": "dpt_ros.core.cloud_fields",
+    "load_class_table": "dpt_ros.core.segmentation",
+    "labels_from_logits": "dpt_ros.core.segmentation",
+    "colorize_labels": "dpt_ros.core.segmentation",
+    "confusion_matrix": "dpt_ros.core.segmentation",
+    "pixel_accuracy": "dpt_ros.core.segmentation",
+    "mean_iou": "dpt_ros.core.segmentation",
+    "TestTimeAugmentation": "dpt_ros.core.segmentation",
+    "resize_labels": "dpt_ros.core.segmentation",
+    "labels_from_ade20k_annotation": "dpt_ros.core.segmentation",
+    "augmented_class_probabilities": "dpt_ros.core.segmentation_pipeline",
 }
 
 __all__ = sorted(_PUBLIC_API)

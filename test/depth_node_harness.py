@@ -61,15 +61,17 @@ def ros_environment() -> dict[str, str]:
 
 
 class NodeProcess:
-    """`python -m dpt_ros.ros.depth_node` with a generated params file; output goes to a log file."""
+    """`python -m <module>` (the depth node by default) with a generated params file; output goes to a log file."""
 
-    def __init__(self, parameters: dict[str, Any], workdir: Path, namespace: str = "/") -> None:
+    def __init__(
+        self, parameters: dict[str, Any], workdir: Path, namespace: str = "/", module: str = "dpt_ros.ros.depth_node"
+    ) -> None:
         params_file = workdir / "params.yaml"
         params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
-        self.log_path = workdir / "depth_node.log"
+        self.log_path = workdir / f"{module.rsplit('.', 1)[-1]}.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "dpt_ros.ros.depth_node", "--ros-args", "--params-file", str(params_file),
+                [sys.executable, "-m", module, "--ros-args", "--params-file", str(params_file),
                  "-r", f"__ns:={namespace}"],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -10,6 +10,8 @@ a scale-only fit refines them. ROS-free: the node feeds it arrays and publishes 
 
 from __future__ import annotations
 
+from typing import Any
+
 import math
 from dataclasses import dataclass, field
 
@@ -48,6 +50,18 @@ class LensModel:
     image_size: tuple[int, int]
     D: np.ndarray | None = None
     distortion_model: str = "plumb_bob"
+
+    @classmethod
+    def from_calibration(
+        cls, k: Any, d: Any, p: Any, distortion_model: str, intrinsics_source: str, width: int, height: int
+    ) -> "LensModel":
+        """The lens a prediction is for, from CameraInfo's K (9), D and P (12) fields: raw images use K
+        and D; rectified ones (intrinsics_source "P") use P[:3, :3] and no distortion."""
+        if intrinsics_source == "P":
+            return cls(np.asarray(p, dtype=np.float64).reshape(3, 4)[:, :3], (width, height))
+        distortion = np.asarray(d, dtype=np.float64)
+        return cls(np.asarray(k, dtype=np.float64).reshape(3, 3), (width, height),
+                   distortion if len(distortion) else None, distortion_model)
 
 
 @dataclass(frozen=True)

@@ -210,10 +210,9 @@ class DepthNodeConfig:
     )
 
     def __post_init__(self) -> None:
-        for spec in parameter_specs():
+        for spec in parameter_specs(type(self)):
             _check_spec(spec, getattr(self, spec.name))
-        if self.model not in depth_preset_names():
-            raise ValueError(f"model {self.model!r} is not a depth preset; use one of {list(depth_preset_names())}")
+        self._check_model()
         if not DEVICE_PATTERN.match(self.device):
             raise ValueError(f"device {self.device!r} is not auto, cpu, cuda or cuda:N")
         if self.cuda_graphs and self.device == "cpu":
@@ -248,6 +247,11 @@ class DepthNodeConfig:
             self.parsed_architecture_overrides()
             if not self.allow_random_weights:
                 raise ValueError("architecture_overrides only works with allow_random_weights (no weights fit it)")
+
+    def _check_model(self) -> None:
+        """`model` must be a depth preset (a subclass may also allow none)."""
+        if self.model not in depth_preset_names():
+            raise ValueError(f"model {self.model!r} is not a depth preset; use one of {list(depth_preset_names())}")
 
     def parsed_architecture_overrides(self) -> dict[str, Any]:
         """architecture_overrides as a dict; lists become tuples (the architecture's field types)."""
@@ -301,28 +305,28 @@ class DepthNodeConfig:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "DepthNodeConfig":
         """Build from parameter values (YAML, ROS parameters); unknown names are an error, lists -> tuples."""
-        unknown = set(values) - {spec.name for spec in parameter_specs()}
+        unknown = set(values) - {spec.name for spec in parameter_specs(cls)}
         if unknown:
             raise ValueError(f"unknown depth node parameters: {sorted(unknown)}")
-        return cls(**{name: _coerce(name, value) for name, value in values.items()})
+        return cls(**{name: _coerce(cls, name, value) for name, value in values.items()})
 
     def with_changes(self, changes: Mapping[str, Any]) -> "DepthNodeConfig":
         """A validated copy with some parameters changed (raises ValueError with the reason)."""
-        return replace(self, **{name: _coerce(name, value) for name, value in changes.items()})
+        return replace(self, **{name: _coerce(type(self), name, value) for name, value in changes.items()})
 
 
-def parameter_specs() -> tuple[ParameterSpec, ...]:
-    """One spec per DepthNodeConfig field, in declaration order."""
+def parameter_specs(config_type: type[DepthNodeConfig] = DepthNodeConfig) -> tuple[ParameterSpec, ...]:
+    """One spec per field of `config_type` (DepthNodeConfig or a node config extending it), in order."""
     return tuple(
         ParameterSpec(name=f.name, default=f.default, **f.metadata)
-        for f in fields(DepthNodeConfig)
+        for f in fields(config_type)
         if f.default is not MISSING
     )
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _coerce(config_type: type[DepthNodeConfig], name: str, value: Any) -> Any:
     """Parameter values arrive as lists (or array.array) and ints for doubles; match the field's default."""
-    spec = next(spec for spec in parameter_specs() if spec.name == name)
+    spec = next(spec for spec in parameter_specs(config_type) if spec.name == name)
     default = spec.default
     if isinstance(default, tuple):
         return tuple(spec.item_type(v) for v in value)

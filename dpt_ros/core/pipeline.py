@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # lidar_depth builds on this module
 METRIC_DEPTH: Final = "metric_depth"
 RELATIVE_INVERSE_DEPTH: Final = "relative_inverse_depth"
 DEPTH_KINDS: Final = (METRIC_DEPTH, RELATIVE_INVERSE_DEPTH)
+# Point cloud field of the per-pixel semantic class ids (uint8, the ids of semantic/labels).
+LABEL_FIELD: Final = "label"
 
 # What the published numbers are, in words, for logs and diagnostics.
 DEPTH_UNITS: Final[dict[str, str]] = {
@@ -43,11 +45,14 @@ class Frame:
 
     rgb: (H, W, 3) uint8. camera: intrinsics at H x W, or None when no valid camera_info is known.
     lidar: the image stamp, lens and paired LiDAR scan, when LiDAR alignment is on.
+    labels: (H, W) uint8 semantic class ids of this image (a segmentation network's output), or None;
+        they become the cloud's LABEL_FIELD.
     """
 
     rgb: np.ndarray
     camera: PinholeIntrinsics | None = None
     lidar: "LidarFrameInput | None" = None
+    labels: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,7 @@ class OutputOptions:
     output_scale: depth, cloud and camera model are produced at this fraction of the input size.
     cloud_stride: keep every n-th row and column in the cloud. max_range: metres; deeper -> NaN.
     colored_range: (low, high) of the colour map in output units, or None to stretch per frame.
+    cloud_dropped_labels: class ids whose points become NaN in the cloud (needs Frame.labels).
     """
 
     output_scale: float = 1.0
@@ -118,6 +124,7 @@ class OutputOptions:
     max_range: float = float("inf")
     cloud_rgb: bool = True
     colored_range: tuple[float, float] | None = None
+    cloud_dropped_labels: tuple[int, ...] = ()
 
 
 @dataclass
@@ -199,13 +206,15 @@ class DepthPipeline:
         with clock("channels"):
             for provider in self.channel_providers:
                 channels.update(provider(frame, depth))
+            if frame.labels is not None:
+                channels[LABEL_FIELD] = frame.labels
         with clock("resize"):
             depth, rgb, channels, camera = _rescale(depth, frame, channels, options.output_scale)
         outputs = FrameOutputs(depth=depth, camera=camera, timings_ms=timings)
         if want_cloud and depth.is_metric and camera is not None:
             with clock("cloud"):
                 outputs.cloud = build_point_cloud(
-                    depth.values,
+                    _without_dropped_labels(depth.values, channels.get(LABEL_FIELD), options.cloud_dropped_labels),
                     camera,
                     stride=options.cloud_stride,
                     max_range=options.max_range,
@@ -218,6 +227,15 @@ class DepthPipeline:
                     depth.values, options.colored_range, near_is_high=not depth.is_metric
                 )
         return outputs
+
+
+def _without_dropped_labels(
+    depth: np.ndarray, labels: np.ndarray | None, dropped_labels: tuple[int, ...]
+) -> np.ndarray:
+    """Depth with NaN where the class id is one of `dropped_labels` (those points leave the cloud)."""
+    if labels is None or not dropped_labels:
+        return depth
+    return np.where(np.isin(labels, dropped_labels), np.float32(np.nan), depth)
 
 
 def output_size(width: int, height: int, scale: float) -> tuple[int, int]:

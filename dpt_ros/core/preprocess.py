@@ -58,7 +58,17 @@ def preprocess(image: np.ndarray, preset: str | Preset, input_size: tuple[int, i
     """
     image = validate_rgb_image(image)
     target = input_size or get_preset(preset).input_size
-    net_h, net_w = network_input_size(image.shape[0], image.shape[1], target)
+    return to_network_input(image, network_input_size(image.shape[0], image.shape[1], target))
+
+
+def to_network_input(image: np.ndarray, shape_hw: tuple[int, int]) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (1, 3, h, w) float32 network input at exactly shape_hw = (h, w):
+    OpenCV bicubic resize of the [0, 1] image, normalised with mean = std = 0.5.
+
+    For callers that choose the network size themselves (multi-scale test-time augmentation).
+    """
+    image = validate_rgb_image(image)
+    net_h, net_w = shape_hw
     rgb = image.astype(np.float32) / 255.0
     resized = cv2.resize(rgb, (net_w, net_h), interpolation=cv2.INTER_CUBIC)
     normalised = (resized - 0.5) / 0.5

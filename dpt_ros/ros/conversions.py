@@ -22,6 +22,7 @@ OUTPUT_ENCODINGS = {
     (np.dtype("<f4"), 1): "32FC1",
     (np.dtype("<u2"), 1): "16UC1",
     (np.dtype(np.uint8), 3): "bgr8",
+    (np.dtype(np.uint8), 1): "mono8",  # semantic class ids
 }
 
 
@@ -64,7 +65,7 @@ def camera_info_at(msg: CameraInfo, header: Header, width: int, height: int) -> 
 
 
 def image_msg(header: Header, pixels: np.ndarray) -> Image:
-    """(H, W) float32 / uint16 or (H, W, 3) uint8 BGR pixels -> sensor_msgs/Image (little-endian)."""
+    """(H, W) float32 / uint16 / uint8 or (H, W, 3) uint8 BGR pixels -> sensor_msgs/Image (little-endian)."""
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     encoding = OUTPUT_ENCODINGS[(pixels.dtype, channels)]
     height, width = pixels.shape[:2]

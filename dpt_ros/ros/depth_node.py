@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import ExternalShutdownException
@@ -82,11 +83,11 @@ class CameraIO:
     """One camera's topics and state. name is "" for the single-camera node (topics without a prefix)."""
 
     name: str
-    depth_pubs: dict[str, Any]
-    info_pub: Any
-    mm_pub: Any
-    colored_pub: Any
-    cloud_pub: Any
+    depth_pubs: dict[str, Any] = field(default_factory=dict)  # output publishers: None / empty when not published
+    info_pub: Any = None
+    mm_pub: Any = None
+    colored_pub: Any = None
+    cloud_pub: Any = None
     image_topic: str = ""
     camera_info_topic: str = ""
     stats: FrameStats = field(default_factory=lambda: FrameStats(COUNTERS, latency_names=(INFERENCE, FRAME_AGE)))
@@ -107,23 +108,29 @@ def camera_topic(camera: str, topic: str) -> str:
 
 class DepthNode(Node):
     """Subscribes to image (+ camera_info) per camera; publishes depth, depth/relative, depth/mm,
-    depth/camera_info, depth/colored and points per camera, each with its image's header, and /diagnostics."""
+    depth/camera_info, depth/colored and points per camera, each with its image's header, and /diagnostics.
+
+    Extended by SegmentationNode (dpt_ros.ros.segmentation_node) through NAME, CONFIG_TYPE and the
+    `_build_networks`, `_engines`, `_describe_outputs`, `_create_output_topics`, `_has_subscribers`,
+    `_prepare`, `_process_group` (reusing `_publish_depth` and `_record_frame`) and `_diagnostic_values` hooks.
+    """
+
+    NAME = NODE_NAME
+    CONFIG_TYPE: type[DepthNodeConfig] = DepthNodeConfig
 
     def __init__(self, **node_kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **node_kwargs)
+        super().__init__(self.NAME, **node_kwargs)
         try:
-            self._config = declare_config(self)
+            self._config = declare_config(self, self.CONFIG_TYPE)
         except ValueError as error:
             raise StartupError(f"invalid parameter: {error}") from None
         try:
-            self._pipeline, self._engine = build_depth_pipeline(self._config, on_graph_capture=self._log_graph_capture)
-        except WeightsError as error:  # missing, unreadable or wrong file: which one, and where to get it
-            raise StartupError(weights_help(str(error), get_preset(self._config.model))) from None
+            self._build_networks()
         except ValueError as error:  # e.g. no such CUDA device
             raise StartupError(" ".join(str(error).split())) from None
-        if self._config.device == "auto" and self._engine.device.type == "cpu":
+        if self._config.device == "auto" and self._engines()[0].device.type == "cpu":
             self.get_logger().warning("device 'auto' found no CUDA GPU: running on the CPU, expect slow inference")
-        if self._engine.random_weights:
+        if self._random_weights():
             banner = "!" * 20
             self.get_logger().warning(f"{banner} RANDOM WEIGHTS: outputs are noise, for demos and tests only {banner}")
         watch_config(self, lambda: self._config, self._apply_config)
@@ -138,16 +145,34 @@ class DepthNode(Node):
         self._create_lidar_topics(QOS[self._config.qos_in], QOS[self._config.qos_out])
         self._worker = threading.Thread(target=self._run_worker, name="dpt_ros_inference")
         self._worker.start()
-        preset = self._engine.preset
-        cameras = self._cameras.values()
-        depth_topics = ", ".join(f"'{camera.depth_pubs[preset.output_kind].topic_name}'" for camera in cameras)
-        image_topics = ", ".join(f"'{camera.image_topic}'" for camera in cameras)
-        self.get_logger().info(
-            f"{preset.name} on {self._engine.device} ({self._engine.precision}{self._acceleration()}), output: "
-            f"{DEPTH_UNITS[preset.output_kind]} on {depth_topics}; listening on {image_topics}"
-        )
+        image_topics = ", ".join(f"'{camera.image_topic}'" for camera in self._cameras.values())
+        self.get_logger().info(f"{self._describe_outputs()}; listening on {image_topics}")
 
     # --- set-up ---------------------------------------------------------------------------------
+
+    def _build_networks(self) -> None:
+        """Load the networks (once, at start-up); a weights problem becomes a StartupError saying what to do."""
+        try:
+            self._pipeline, self._engine = build_depth_pipeline(self._config, on_graph_capture=self._log_graph_capture)
+        except WeightsError as error:  # missing, unreadable or wrong file: which one, and where to get it
+            raise StartupError(weights_help(str(error), get_preset(self._config.model))) from None
+
+    def _engines(self) -> list[Any]:
+        """The inference engines this node runs (all on one device)."""
+        return [self._engine]
+
+    def _random_weights(self) -> bool:
+        return any(engine.random_weights for engine in self._engines())
+
+    def _describe_outputs(self) -> str:
+        preset = self._engine.preset
+        depth_topics = ", ".join(
+            f"'{camera.depth_pubs[preset.output_kind].topic_name}'" for camera in self._cameras.values()
+        )
+        return (
+            f"{preset.name} on {self._engine.device} ({self._engine.precision}{self._acceleration()}), output: "
+            f"{DEPTH_UNITS[preset.output_kind]} on {depth_topics}"
+        )
 
     def _acceleration(self) -> str:
         """', compiled, CUDA graphs' as far as they are on, for the start-up line."""
@@ -158,22 +183,9 @@ class DepthNode(Node):
     def _create_camera_topics(self, name: str) -> CameraIO:
         """A camera's subscriptions and publishers, all under '<name>/' (or unprefixed for the single camera)."""
         config = self._config
-        qos_in, qos_out = QOS[config.qos_in], QOS[config.qos_out]
-
-        def publisher(msg_type: type, topic: str, enabled: bool = True) -> Any:
-            return self.create_publisher(msg_type, camera_topic(name, topic), qos_out) if enabled else None
-
-        camera = CameraIO(
-            name,
-            depth_pubs={
-                METRIC_DEPTH: publisher(Image, "depth"),
-                RELATIVE_INVERSE_DEPTH: publisher(Image, "depth/relative"),
-            },
-            info_pub=publisher(CameraInfo, "depth/camera_info"),
-            mm_pub=publisher(Image, "depth/mm", config.publish_mm),
-            colored_pub=publisher(Image, "depth/colored", config.publish_colored),
-            cloud_pub=publisher(PointCloud2, "points", config.publish_cloud),
-        )
+        qos_in = QOS[config.qos_in]
+        camera = CameraIO(name)
+        self._create_output_topics(camera)
         image_type, image_topic = (
             (CompressedImage, "image/compressed") if config.image_transport == "compressed" else (Image, "image")
         )
@@ -185,6 +197,23 @@ class DepthNode(Node):
         )
         camera.image_topic, camera.camera_info_topic = image_sub.topic_name, info_sub.topic_name
         return camera
+
+    def _create_output_topics(self, camera: CameraIO) -> None:
+        """The camera's depth outputs."""
+        config = self._config
+        qos_out = QOS[config.qos_out]
+
+        def publisher(msg_type: type, topic: str, enabled: bool = True) -> Any:
+            return self.create_publisher(msg_type, camera_topic(camera.name, topic), qos_out) if enabled else None
+
+        camera.depth_pubs = {
+            METRIC_DEPTH: publisher(Image, "depth"),
+            RELATIVE_INVERSE_DEPTH: publisher(Image, "depth/relative"),
+        }
+        camera.info_pub = publisher(CameraInfo, "depth/camera_info")
+        camera.mm_pub = publisher(Image, "depth/mm", config.publish_mm)
+        camera.colored_pub = publisher(Image, "depth/colored", config.publish_colored)
+        camera.cloud_pub = publisher(PointCloud2, "points", config.publish_cloud)
 
     def _create_lidar_topics(self, qos_in: QoSProfile, qos_out: QoSProfile) -> None:
         """LiDAR input and the alignment outputs, when lidar_alignment is on."""
@@ -292,10 +321,7 @@ class DepthNode(Node):
     def _prepare(self, camera: CameraIO, pending: PendingImage) -> PreparedFrame:
         """Decode the image, check its camera_info and pair LiDAR input: everything before the network."""
         msg = pending.msg
-        if isinstance(msg, CompressedImage):
-            rgb = conversions.rgb_from_compressed(msg)
-        else:
-            rgb = conversions.rgb_from_image(msg)
+        rgb = self._decode(msg)
         height, width = rgb.shape[:2]
         camera_info, intrinsics = camera.calibration if camera.calibration is not None else (None, None)
         no_camera_info = f"no_camera_info {camera.name}"
@@ -315,6 +341,13 @@ class DepthNode(Node):
             lidar = self._lidar_frame_input(camera, msg.header, camera_info, width, height)
         return PreparedFrame(Frame(rgb, intrinsics, lidar=lidar), pending, camera_info)
 
+    @staticmethod
+    def _decode(msg: Image | CompressedImage) -> np.ndarray:
+        """The message's image as (H, W, 3) uint8 RGB; raises InputError."""
+        if isinstance(msg, CompressedImage):
+            return conversions.rgb_from_compressed(msg)
+        return conversions.rgb_from_image(msg)
+
     def _process_group(self, cameras: list[CameraIO], prepared: list[PreparedFrame]) -> None:
         """Same-sized images of these cameras in one forward pass, then each camera's outputs."""
         with self._failures_counted(*cameras):
@@ -326,16 +359,20 @@ class DepthNode(Node):
             )
             for camera, item, frame_outputs in zip(cameras, prepared, outputs):
                 with self._failures_counted(camera):
-                    self._publish_frame(camera, item, frame_outputs, batch_size=len(cameras))
+                    self._publish_depth(camera, item, frame_outputs)
+                    self._record_frame(camera, item.pending, depth_network_ms(frame_outputs), batch_size=len(cameras))
 
-    def _publish_frame(self, camera: CameraIO, item: PreparedFrame, outputs: FrameOutputs, batch_size: int) -> None:
+    def _publish_depth(self, camera: CameraIO, item: PreparedFrame, outputs: FrameOutputs) -> None:
+        """The frame's depth outputs (and LiDAR alignment), with its image's header."""
         header = item.pending.msg.header
         self._publish(camera, header, outputs, item.camera_info)
         if self._lidar is not None:
             self._publish_alignment(header)
-        inference_ms = sum(outputs.timings_ms[stage] for stage in ("inference", "depth_stage", "channels"))
+
+    def _record_frame(self, camera: CameraIO, pending: PendingImage, inference_ms: float, batch_size: int = 1) -> None:
+        """A processed frame in the camera's stats: network ms, output age, how many images shared its batch."""
         camera.stats.record_latency(INFERENCE, inference_ms / 1000.0)
-        camera.stats.record_latency(FRAME_AGE, time.monotonic() - item.pending.arrival_s)
+        camera.stats.record_latency(FRAME_AGE, time.monotonic() - pending.arrival_s)
         camera.stats.count(PROCESSED)
         camera.last_batch_size = batch_size
         if batch_size > 1:
@@ -394,16 +431,22 @@ class DepthNode(Node):
             more = f" ({suppressed} more since the last report)" if suppressed else ""
             self.get_logger().warning(f"{camera.log_prefix}bad input ({error.kind}): {error}{more}")
 
-    def _publish_diagnostics(self) -> None:
-        """One status per camera: the shared model settings plus that camera's rates, latencies and counters."""
+    def _diagnostic_values(self) -> dict[str, str]:
+        """What the node runs, for /diagnostics (the same in every camera's status)."""
         engine, preset = self._engine, self._engine.preset
-        shared = {
+        return {
             "model_preset": preset.name,
             "output_kind": preset.output_kind,
             "output_units": DEPTH_UNITS[preset.output_kind],
             "device": str(engine.device),
             "precision": engine.precision,
             "random_weights": str(engine.random_weights).lower(),
+        }
+
+    def _publish_diagnostics(self) -> None:
+        """One status per camera: the shared model settings plus that camera's rates, latencies and counters."""
+        shared = {
+            **self._diagnostic_values(),
             "compile": str(self._config.compile).lower(),
             "cuda_graphs": str(self._config.cuda_graphs).lower(),
         }
@@ -422,19 +465,24 @@ class DepthNode(Node):
         values.update({f"lidar_{key}": value for key, value in self._last_alignment.items()})
         errors = sum(snapshot.counters[name] for name in input_errors.INPUT_ERROR_KINDS + (PROCESSING_ERROR,))
         new_errors, camera.errors_reported = errors > camera.errors_reported, errors
-        if self._engine.random_weights:
+        if self._random_weights():
             level, message = DiagnosticStatus.WARN, "RANDOM WEIGHTS: outputs are noise"
         elif new_errors:
             level, message = DiagnosticStatus.WARN, snapshot.last_error
         else:
             level, message = DiagnosticStatus.OK, "ok"
         name = f"dpt_ros: {self.get_fully_qualified_name()}" + (f" {camera.name}" if camera.name else "")
-        return conversions.diagnostic_status(name, str(self._engine.device), level, message, values)
+        return conversions.diagnostic_status(name, str(self._engines()[0].device), level, message, values)
 
     def close(self) -> None:
         """Stop the inference thread (finishing the frames in flight) before the node is destroyed."""
         self._slots.close()
         self._worker.join()
+
+
+def depth_network_ms(outputs: FrameOutputs) -> float:
+    """The network + depth stage + cloud channel ms of a frame's depth outputs (its INFERENCE latency)."""
+    return sum(outputs.timings_ms[stage] for stage in ("inference", "depth_stage", "channels"))
 
 
 def weights_help(error: str, preset: Preset) -> str:
@@ -448,19 +496,19 @@ def weights_help(error: str, preset: Preset) -> str:
     return message
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None, node_type: type[DepthNode] = DepthNode) -> int:
     """Console script entry point; returns the exit code (0 on Ctrl-C, 1 when start-up fails, 2 for bad ROS args)."""
     try:
         rclpy.init(args=args)
     except rclpy_implementation.RCLError as error:  # e.g. a malformed --ros-args rule: say so, no traceback
-        print(f"{NODE_NAME}: cannot start ROS: {error}", file=sys.stderr)
+        print(f"{node_type.NAME}: cannot start ROS: {error}", file=sys.stderr)
         return 2
     node = None
     try:
-        node = DepthNode()
+        node = node_type()
         rclpy.spin(node)
     except StartupError as error:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
+        rclpy.logging.get_logger(node_type.NAME).fatal(str(error))
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

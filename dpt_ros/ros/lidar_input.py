@@ -105,9 +105,5 @@ class LidarInput:
 
 
 def lens_from_camera_info(msg: CameraInfo, intrinsics_source: str, width: int, height: int) -> LensModel:
-    """The lens the prediction was made for: raw images use K and D; rectified ones (source P) P[:3, :3], no D."""
-    if intrinsics_source == "P":
-        K = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)[:, :3]
-        return LensModel(K, (width, height))
-    D = np.asarray(msg.d, dtype=np.float64) if len(msg.d) else None
-    return LensModel(np.asarray(msg.k, dtype=np.float64).reshape(3, 3), (width, height), D, msg.distortion_model)
+    """The lens the prediction was made for (see `LensModel.from_calibration`)."""
+    return LensModel.from_calibration(msg.k, msg.d, msg.p, msg.distortion_model, intrinsics_source, width, height)

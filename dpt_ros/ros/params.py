@@ -41,13 +41,12 @@ def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
     return result
 
 
-def declare_config(node: Node) -> DepthNodeConfig:
-    """Declare every parameter (values from the params file / overrides) and return the validated config.
-
-    Raises ValueError with the reason when a value is invalid.
+def declare_config(node: Node, config_type: type[DepthNodeConfig] = DepthNodeConfig) -> DepthNodeConfig:
+    """Declare every parameter of `config_type` (values from the params file / overrides) and return the
+    validated config. Raises ValueError with the reason when a value is invalid.
     """
     values = {}
-    for spec in parameter_specs():
+    for spec in parameter_specs(config_type):
         # rclpy cannot tell the type of an empty list (it guesses a byte array), so an empty default is
         # declared by type; its value is then None unless the params file or an override sets it.
         default = (list(spec.default) or parameter_type(spec)) if isinstance(spec.default, tuple) else spec.default
@@ -56,7 +55,7 @@ def declare_config(node: Node) -> DepthNodeConfig:
         except (InvalidParameterTypeException, InvalidParameterValueException) as error:
             raise ValueError(f"parameter {spec.name}: {error}") from None
         values[spec.name] = spec.default if value is None else value
-    return DepthNodeConfig.from_mapping(values)
+    return config_type.from_mapping(values)
 
 
 def watch_config(node: Node, get: Callable[[], DepthNodeConfig], apply: Callable[[DepthNodeConfig], None]) -> None:
