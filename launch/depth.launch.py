@@ -1,7 +1,10 @@
-"""Start dpt_ros's depth_node with config/depth.yaml (or another params file) for one camera.
+"""Start dpt_ros's depth_node with config/depth.yaml (or another params file) for one camera, or for several
+cameras batched in one network (`cameras`).
 
     ros2 launch dpt_ros depth.launch.py namespace:=camera image_topic:=image_rect \
         model:=dpt_hybrid_kitti weights:=/data/models/dpt_hybrid_kitti.pt
+
+    ros2 launch dpt_ros depth.launch.py namespace:=robot cameras:="[front, left]"   # one batched node
 
 Launch arguments left empty keep the params file's value. Topics are resolved in `namespace`, so
 with namespace:=camera the node reads /camera/image_rect and /camera/camera_info and publishes
@@ -28,6 +31,8 @@ LAUNCH_ARGUMENTS = {
     "model": ("", "DPT preset, e.g. dpt_hybrid_kitti; empty = the params file's"),
     "weights": ("", "weights file; empty = the params file's"),
     "image_transport": ("", "raw or compressed; empty = the params file's"),
+    "cameras": ("", "camera names for one batched node, e.g. [front, left]: topics <namespace>/<camera>/image, ... "
+                    "(image_topic and camera_info_topic then do not apply); empty = the params file's"),
     "use_shm_profile": ("true", "use config/fastdds_shm.xml unless FASTDDS_DEFAULT_PROFILES_FILE is already set"),
 }
 
@@ -42,6 +47,8 @@ def _depth_node(context: LaunchContext) -> list[Node]:
         overrides["weights"] = args["weights"]
     if args["image_transport"]:
         overrides["image_transport"] = args["image_transport"]
+    if args["cameras"]:  # "[front, left]" or "front,left" -> a string array (ROS types it by its elements)
+        overrides["cameras"] = [name.strip(" '\"") for name in args["cameras"].strip("[] ").split(",")]
     environment = {}
     if args["use_shm_profile"].lower() == "true" and "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ:
         environment["FASTDDS_DEFAULT_PROFILES_FILE"] = os.path.join(share, "config", "fastdds_shm.xml")

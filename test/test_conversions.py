@@ -65,9 +65,12 @@ def test_camera_info_intrinsics_and_rescaled_copy() -> None:
 
 
 def test_diagnostic_array() -> None:
-    array_msg = conversions.diagnostic_array(
-        HEADER.stamp, "dpt_ros: depth", "cpu", DiagnosticStatus.WARN, "random weights", {"a": "1"}
-    )
-    status = array_msg.status[0]
-    assert (status.level, status.name, status.hardware_id) == (DiagnosticStatus.WARN, "dpt_ros: depth", "cpu")
-    assert [(kv.key, kv.value) for kv in status.values] == [("a", "1")]
+    statuses = [
+        conversions.diagnostic_status(f"dpt_ros: depth {camera}", "cpu", DiagnosticStatus.WARN, "random", {"a": camera})
+        for camera in ("front", "left")
+    ]
+    array_msg = conversions.diagnostic_array(HEADER.stamp, statuses)
+    assert array_msg.header.stamp == HEADER.stamp and len(array_msg.status) == 2
+    status = array_msg.status[1]
+    assert (status.level, status.name, status.hardware_id) == (DiagnosticStatus.WARN, "dpt_ros: depth left", "cpu")
+    assert [(kv.key, kv.value) for kv in status.values] == [("a", "left")]

@@ -45,7 +45,7 @@ def test_every_parameter_passed_exists_in_the_node_and_the_yaml() -> None:
         for target in node.targets
         if isinstance(target, ast.Subscript) and getattr(target.value, "id", None) == "overrides"
     }
-    assert passed == {"model", "weights", "image_transport"}
+    assert passed == {"model", "weights", "image_transport", "cameras"}
     declared = {spec.name for spec in parameter_specs()}
     in_yaml = set(yaml.safe_load((REPO_ROOT / "config" / "depth.yaml").read_text())["/**"]["ros__parameters"])
     assert passed <= declared and passed <= in_yaml

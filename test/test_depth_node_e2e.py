@@ -13,6 +13,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
@@ -191,6 +192,7 @@ def test_diagnostics_say_what_the_numbers_are(metric) -> None:
     assert values["model_preset"] == "dpt_hybrid_kitti"
     assert values["output_kind"] == "metric_depth" and values["output_units"].startswith("metres")
     assert (values["device"], values["precision"], values["random_weights"]) == ("cpu", "fp32", "true")
+    assert (values["compile"], values["cuda_graphs"]) == ("false", "false")
     assert float(values["input_rate_hz"]) > 0
     for latency in ("inference_latency", "output_age"):
         p50, p95 = float(values[f"{latency}_p50_ms"]), float(values[f"{latency}_p95_ms"])
@@ -358,6 +360,15 @@ def test_missing_or_bad_weights_stop_the_node_with_one_clear_line(tmp_path, weig
     assert "https://github.com/isl-org/DPT/releases/download/1_0/dpt_hybrid_kitti-cb926ef4.pt" in fatal[0]
     assert "SHA-256" in fatal[0]
     assert "Traceback" not in output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="device auto finds a GPU here, so CUDA graphs can run")
+def test_cuda_graphs_without_a_gpu_stop_the_node_with_one_clear_line(tmp_path) -> None:
+    process = NodeProcess({**TEST_PARAMETERS, "device": "auto", "cuda_graphs": True}, tmp_path)
+    assert process.process.wait(timeout=120) == 1
+    output = process.output()
+    fatal = [line for line in output.splitlines() if "FATAL" in line]
+    assert len(fatal) == 1 and "cuda_graphs needs a CUDA device" in fatal[0] and "Traceback" not in output, output
 
 
 def test_invalid_parameter_file_stops_the_node_with_the_reason(tmp_path) -> None:

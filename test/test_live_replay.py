@@ -50,6 +50,9 @@ class OracleEngine:
         depth = self.depth_by_image[hashlib.sha1(rgb.tobytes()).hexdigest()]
         return (SCALE / depth + SHIFT).astype(np.float32)
 
+    def infer_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:  # the node runs DepthPipeline.process_batch
+        return [self.infer(rgb) for rgb in images]
+
 
 def node_parameters() -> dict:
     return {"model": "dpt_hybrid_midas", "device": "cpu", "lidar_alignment": True, "publish_cloud": False,

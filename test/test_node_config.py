@@ -50,6 +50,13 @@ def test_shipped_yaml_names_every_parameter_and_equals_the_defaults() -> None:
         ({"architecture_overrides": '{"depth": 2}'}, "allow_random_weights"),
         ({"architecture_overrides": "{oops", "allow_random_weights": True}, "JSON"),
         ({"cloud_rgb": 1}, "must be like"),
+        ({"cuda_graphs": True, "device": "cpu"}, "cuda_graphs needs a CUDA device"),
+        ({"cameras": ["front", "front"]}, "twice"),
+        ({"cameras": ["front camera"]}, "not a relative ROS name"),
+        ({"cameras": ["/front"]}, "not a relative ROS name"),
+        ({"cameras": [f"cam{i}" for i in range(9)]}, "must be like"),
+        ({"cameras": ["front", "left"], "lidar_alignment": True}, "single camera only"),
+        ({"batch_wait": 2.0}, "outside"),
         ({"not_a_parameter": 1}, "unknown"),
     ],
 )
@@ -59,6 +66,11 @@ def test_invalid_values_are_rejected_with_a_reason(changes, reason) -> None:
     if "not_a_parameter" not in changes:
         with pytest.raises(ValueError, match=reason):
             DepthNodeConfig().with_changes(changes)
+
+
+def test_cameras_are_relative_names() -> None:
+    config = DepthNodeConfig.from_mapping({"cameras": ["front", "rig/left_2"]})
+    assert config.cameras == ("front", "rig/left_2") and DepthNodeConfig().cameras == ()
 
 
 def test_values_from_ros_are_coerced_and_output_options_follow() -> None:

@@ -68,3 +68,8 @@ def test_perception_shares_one_input_size_between_depth_and_segmentation():
     # the segmentation network follows the depth preset's 640 x 480 target, not its own 480 x 480
     assert setup.engine.network_size(480, 640) == setup.depth_engine.network_size(480, 640) == (480, 640)
     assert setup.shared_input is not None
+
+
+def test_cameras_are_refused_one_segmentation_node_per_camera():
+    with pytest.raises(ValueError, match="cameras works with the depth node only"):
+        SegmentationNodeConfig(cameras=("front", "left"))

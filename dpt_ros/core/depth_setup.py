@@ -4,6 +4,7 @@ Runs once at start-up. A missing or unusable weights file raises WeightsError, a
 ValueError; both messages tell the user what to do, and the node logs them as one line and exits.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 from dpt_ros.core.engine import InferenceEngine
@@ -20,8 +21,13 @@ def weights_path(config: DepthNodeConfig, weights_file: str) -> Path:
     return Path(config.weights) if config.weights else DEFAULT_WEIGHTS_DIR / weights_file
 
 
-def build_depth_pipeline(config: DepthNodeConfig) -> tuple[DepthPipeline, InferenceEngine]:
-    """Load the model once and wire the depth stage for its output kind."""
+def build_depth_pipeline(
+    config: DepthNodeConfig, on_graph_capture: Callable[[tuple[int, ...], int], None] | None = None
+) -> tuple[DepthPipeline, InferenceEngine]:
+    """Load the model once and wire the depth stage for its output kind.
+
+    on_graph_capture(input shape, graphs captured before) is called at each CUDA graph capture (cuda_graphs).
+    """
     preset = get_preset(config.model)
     overrides = config.parsed_architecture_overrides()
     if overrides:
@@ -33,6 +39,9 @@ def build_depth_pipeline(config: DepthNodeConfig) -> tuple[DepthPipeline, Infere
         precision=config.precision,
         allow_random_weights=config.allow_random_weights,
         input_size=None if config.input_size == (0, 0) else config.input_size,
+        compile_model=config.compile,
+        cuda_graphs=config.cuda_graphs,
+        on_graph_capture=on_graph_capture,
     )
     return DepthPipeline(engine, depth_stage(config, preset.output_kind)), engine
 

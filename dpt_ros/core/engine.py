@@ -13,7 +13,7 @@ copied to the host once each into reused pinned buffers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -75,6 +75,10 @@ def backproject(depth: torch.Tensor, K: torch.Tensor, stride: int = 1, max_range
     return torch.stack((x, y, z), dim=-1)
 
 
+def _log_graph_capture(shape: tuple[int, ...], captured_before: int) -> None:
+    LOG.info("capturing a CUDA graph for input shape %s (%d captured before)", shape, captured_before)
+
+
 class InferenceEngine:
     """A DPT preset on a device at a precision.
 
@@ -99,6 +103,7 @@ class InferenceEngine:
         channels_last: bool | None = None,
         compile_model: bool = False,
         cuda_graphs: bool = False,
+        on_graph_capture: Callable[[tuple[int, ...], int], None] | None = None,
     ) -> None:
         self.preset = get_preset(preset)
         if precision not in PRECISIONS:
@@ -107,10 +112,15 @@ class InferenceEngine:
         self.device = resolve_device(device)
         on_cuda = self.device.type == "cuda"
         if cuda_graphs and not on_cuda:
-            raise ValueError("cuda_graphs needs a CUDA device")
+            raise ValueError(
+                f"cuda_graphs needs a CUDA device, but device {device!r} is {self.device}: turn cuda_graphs off "
+                "or run on a machine with a CUDA GPU"
+            )
         self.input_size = input_size
         self.preprocess_on_device = on_cuda if preprocess_on_device is None else preprocess_on_device
         self.cuda_graphs = cuda_graphs
+        # Told (input shape, graphs captured before) at each capture, e.g. to log it where a node's logs go.
+        self._on_graph_capture = on_graph_capture or _log_graph_capture
         weights_path = Path(weights).expanduser() if weights is not None else None
         have_weights = weights_path is not None and weights_path.exists()
         if not have_weights and not allow_random_weights:
@@ -228,7 +238,7 @@ class InferenceEngine:
     def _replay_graph(self, batch: torch.Tensor) -> torch.Tensor:
         key = tuple(batch.shape)
         if key not in self._graphs:
-            LOG.info("capturing a CUDA graph for input shape %s (%d captured before)", key, len(self._graphs))
+            self._on_graph_capture(key, len(self._graphs))
             static_input = batch.clone()
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))

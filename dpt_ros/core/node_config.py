@@ -24,6 +24,9 @@ from dpt_ros.core.temporal_filter import TemporalFilterConfig
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 INPUT_SIZE_MULTIPLE = 32
+MAX_CAMERAS = 8  # one forward pass holds at most this many images: bounds device memory per batch
+# A relative ROS name (slash-separated tokens): the camera's topics live under it in the node's namespace.
+CAMERA_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class ParameterSpec:
     low: float | None = None
     high: float | None = None
     lengths: tuple[int, ...] = ()  # accepted lengths of a variable-length array; () = the default's length
+    item_type: type | None = None  # element type of an array parameter (None for scalars)
 
 
 def _param(
@@ -49,10 +53,14 @@ def _param(
     low: float | None = None,
     high: float | None = None,
     lengths: tuple[int, ...] = (),
+    item_type: type | None = None,
 ) -> Any:
+    """A config field with its parameter metadata; item_type is needed only for an array whose default is empty."""
+    if isinstance(default, tuple) and default:
+        item_type = type(default[0])
     metadata = {
         "description": description, "read_only": not runtime, "choices": choices, "low": low, "high": high,
-        "lengths": lengths,
+        "lengths": lengths, "item_type": item_type,
     }  # fmt: skip
     return field(default=default, metadata=metadata)
 
@@ -91,9 +99,30 @@ class DepthNodeConfig:
     input_size: tuple[int, int] = _param(
         (0, 0), "network input [width, height], multiples of 32; [0, 0] = the preset's size"
     )
+    compile: bool = _param(
+        False, "torch.compile the network at start-up; the first frame of each new input shape then compiles "
+        "(slow once), later frames run faster. Best on a GPU",
+    )
+    cuda_graphs: bool = _param(
+        False, "replay the network from CUDA graphs, captured (and logged) once per input shape, i.e. per image size "
+        "and camera batch size; needs a CUDA device",
+    )
     image_transport: str = _param(
         "raw", "raw: subscribe to sensor_msgs/Image on 'image'; compressed: CompressedImage on 'image/compressed'",
         choices=("raw", "compressed"),
+    )
+    cameras: tuple[str, ...] = _param(
+        (),
+        "camera names, e.g. [front, left]: each camera's input is '<name>/image' (or '<name>/image/compressed') and "
+        "'<name>/camera_info', its outputs '<name>/depth', '<name>/points', ...; same-sized images of different "
+        "cameras share one forward pass. Empty = one camera on 'image', 'camera_info', 'depth', ...",
+        item_type=str, lengths=tuple(range(MAX_CAMERAS + 1)),
+    )
+    batch_wait: float = _param(
+        0.01,
+        "seconds the inference thread waits, after the first camera's image, for the other cameras' images so they "
+        "share a forward pass; it goes on as soon as every camera has one (0 = run whatever is pending)",
+        runtime=True, low=0.0, high=1.0,
     )
     qos_in: str = _param(
         "sensor_data", "QoS of the image and camera_info subscriptions (sensor_data = best effort)",
@@ -186,6 +215,10 @@ class DepthNodeConfig:
         self._check_model()
         if not DEVICE_PATTERN.match(self.device):
             raise ValueError(f"device {self.device!r} is not auto, cpu, cuda or cuda:N")
+        if self.cuda_graphs and self.device == "cpu":
+            raise ValueError(
+                "cuda_graphs needs a CUDA device, but device is 'cpu': set cuda_graphs false or device cuda"
+            )
         if self.input_size != (0, 0) and not all(
             size > 0 and size % INPUT_SIZE_MULTIPLE == 0 for size in self.input_size
         ):
@@ -194,6 +227,18 @@ class DepthNodeConfig:
         if (low, high) != (0.0, 0.0) and not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise ValueError(
                 f"colored_range {list(self.colored_range)} must be [0, 0] or finite [low, high], low < high"
+            )
+        for camera in self.cameras:
+            if not CAMERA_NAME_PATTERN.match(camera):
+                raise ValueError(
+                    f"camera name {camera!r} is not a relative ROS name (letters, digits, '_', '/'-separated tokens)"
+                )
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"cameras {list(self.cameras)} names a camera twice")
+        if self.cameras and self.lidar_alignment:
+            raise ValueError(
+                "lidar_alignment works with a single camera only (one LiDAR fit and filter per node): leave cameras "
+                "empty and run one node per camera"
             )
         if self.lidar_min_range > self.lidar_max_range:
             raise ValueError(f"lidar_min_range {self.lidar_min_range} exceeds lidar_max_range {self.lidar_max_range}")
@@ -281,9 +326,10 @@ def parameter_specs(config_type: type[DepthNodeConfig] = DepthNodeConfig) -> tup
 
 def _coerce(config_type: type[DepthNodeConfig], name: str, value: Any) -> Any:
     """Parameter values arrive as lists (or array.array) and ints for doubles; match the field's default."""
-    default = next(spec.default for spec in parameter_specs(config_type) if spec.name == name)
+    spec = next(spec for spec in parameter_specs(config_type) if spec.name == name)
+    default = spec.default
     if isinstance(default, tuple):
-        return tuple(type(default[0])(v) for v in value)
+        return tuple(spec.item_type(v) for v in value)
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
@@ -292,8 +338,7 @@ def _coerce(config_type: type[DepthNodeConfig], name: str, value: Any) -> Any:
 def _check_spec(spec: ParameterSpec, value: Any) -> None:
     lengths = (spec.lengths or (len(spec.default),)) if isinstance(spec.default, tuple) else ()
     if type(value) is not type(spec.default) or (
-        isinstance(value, tuple) and (len(value) not in lengths or any(type(v) is not type(spec.default[0])
-                                                                       for v in value))
+        isinstance(value, tuple) and (len(value) not in lengths or any(type(v) is not spec.item_type for v in value))
     ):
         raise ValueError(f"{spec.name} must be like {spec.default!r}, got {value!r}")
     if spec.choices and value not in spec.choices:

@@ -1,6 +1,9 @@
 """One camera frame through the model to everything a depth node publishes, without ROS.
 
-    Frame (RGB + intrinsics) -> engine.infer -> depth stage -> [resize] -> cloud, colour map -> FrameOutputs
+    Frame (RGB + intrinsics) -> engine.infer_batch -> depth stage -> [resize] -> cloud, colour map -> FrameOutputs
+
+Same-sized frames of several cameras share one forward pass (`process_batch`); everything after the
+network runs per frame.
 
 The depth stage decides what the numbers mean. `ModelOutputDepth` trusts the model: metric presets
 give metres, the others relative inverse depth. A LiDAR-aligned stage (relative -> metres from
@@ -65,9 +68,16 @@ class DepthEstimate:
 
 
 class InferenceBackend(Protocol):
-    """What the pipeline needs of dpt_ros.InferenceEngine."""
+    """What `DepthPipeline.process` needs of dpt_ros.InferenceEngine: one image -> its prediction."""
 
     def infer(self, rgb: np.ndarray) -> np.ndarray: ...
+
+
+class BatchInferenceBackend(InferenceBackend, Protocol):
+    """What `DepthPipeline.process_batch` needs too: same-sized images in one forward pass, one
+    prediction at the image's size per image."""
+
+    def infer_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]: ...
 
 
 class DepthStage(Protocol):
@@ -138,7 +148,7 @@ class DepthPipeline:
 
     def __init__(
         self,
-        engine: InferenceBackend,
+        engine: InferenceBackend | BatchInferenceBackend,
         depth_stage: DepthStage,
         channel_providers: Sequence[ChannelProvider] = (),
     ) -> None:
@@ -150,10 +160,46 @@ class DepthPipeline:
         self, frame: Frame, options: OutputOptions, *, want_cloud: bool = True, want_colored: bool = False
     ) -> FrameOutputs:
         """Run one frame; builds the cloud / colour map only when wanted (nobody subscribed -> no cost)."""
-        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        prediction = self.engine.infer(frame.rgb)
+        inference_ms = (time.perf_counter() - started) * 1000.0
+        return self._outputs(frame, prediction, options, want_cloud, want_colored, {"inference": inference_ms})
+
+    def process_batch(
+        self,
+        frames: Sequence[Frame],
+        options: OutputOptions,
+        *,
+        want_cloud: Sequence[bool],
+        want_colored: Sequence[bool],
+    ) -> list[FrameOutputs]:
+        """Same-sized frames (e.g. several cameras) through ONE forward pass, then each frame's depth stage
+        and outputs on its own; one FrameOutputs per frame, in order. want_* are per frame.
+
+        Every frame's "inference" time is the whole batch's: each waited that long for its prediction.
+        Needs a BatchInferenceBackend.
+        """
+        if not len(frames) == len(want_cloud) == len(want_colored):
+            raise ValueError(f"{len(frames)} frames need as many want_cloud / want_colored flags")
+        started = time.perf_counter()
+        predictions = self.engine.infer_batch([frame.rgb for frame in frames])
+        inference_ms = (time.perf_counter() - started) * 1000.0
+        return [
+            self._outputs(frame, prediction, options, cloud, colored, {"inference": inference_ms})
+            for frame, prediction, cloud, colored in zip(frames, predictions, want_cloud, want_colored)
+        ]
+
+    def _outputs(
+        self,
+        frame: Frame,
+        prediction: np.ndarray,
+        options: OutputOptions,
+        want_cloud: bool,
+        want_colored: bool,
+        timings: dict[str, float],
+    ) -> FrameOutputs:
+        """One frame's depth stage, channels, resize, cloud and colour map from its network prediction."""
         clock = _StageClock(timings)
-        with clock("inference"):
-            prediction = self.engine.infer(frame.rgb)
         with clock("depth_stage"):
             depth = self.depth_stage(prediction, frame)
         channels: dict[str, np.ndarray] = {}

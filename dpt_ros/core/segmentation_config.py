@@ -61,6 +61,11 @@ class SegmentationNodeConfig(DepthNodeConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.cameras:
+            raise ValueError(
+                "cameras works with the depth node only (one segmentation and label cloud per image): leave cameras "
+                "empty and run one segmentation node per camera"
+            )
         self.ignored_label_ids()  # loads the class table and checks every name: errors name the culprit
 
     def _check_model(self) -> None:

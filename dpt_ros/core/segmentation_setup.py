@@ -6,6 +6,7 @@ ValueError; their messages tell the user what to do. The node builds the depth h
 depth node's own start-up help) and hands it over.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dpt_ros.core.depth_setup import DEFAULT_WEIGHTS_DIR
@@ -30,10 +31,13 @@ class SegmentationSetup:
 
 
 def build_segmentation(
-    config: SegmentationNodeConfig, depth: tuple[DepthPipeline, InferenceEngine] | None = None
+    config: SegmentationNodeConfig,
+    depth: tuple[DepthPipeline, InferenceEngine] | None = None,
+    on_graph_capture: Callable[[tuple[int, ...], int], None] | None = None,
 ) -> SegmentationSetup:
     """Load the segmentation network once; `depth` is the depth pipeline and engine when `model` is set
     (from depth_setup.build_depth_pipeline), rewired here to share the segmentation's input.
+    compile / cuda_graphs apply to it as to the depth network; on_graph_capture as in build_depth_pipeline.
 
     With depth, the segmentation network runs at the depth network's input size unless `input_size`
     is set, so that one preprocessed input feeds both (DPT runs at any multiple of 32).
@@ -62,6 +66,9 @@ def build_segmentation(
         precision=config.precision,
         allow_random_weights=config.allow_random_weights,
         input_size=input_size,
+        compile_model=config.compile,
+        cuda_graphs=config.cuda_graphs,
+        on_graph_capture=on_graph_capture,
     )
     segmentation = SegmentationStage(engine, table)
     if depth_pipeline is None or depth_engine is None:

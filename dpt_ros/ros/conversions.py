@@ -5,7 +5,7 @@ synchronisers see outputs exactly where and when the camera saw the image.
 """
 
 import array
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -95,18 +95,21 @@ def point_cloud_msg(header: Header, cloud: PackedCloud) -> PointCloud2:
     )
 
 
-def diagnostic_array(
-    stamp: Time, name: str, hardware_id: str, level: bytes, message: str, values: Mapping[str, str]
-) -> DiagnosticArray:
-    """One DiagnosticStatus (level: DiagnosticStatus.OK/WARN/ERROR) wrapped in a DiagnosticArray."""
-    status = DiagnosticStatus(
+def diagnostic_status(
+    name: str, hardware_id: str, level: bytes, message: str, values: Mapping[str, str]
+) -> DiagnosticStatus:
+    """One DiagnosticStatus; level: DiagnosticStatus.OK/WARN/ERROR."""
+    return DiagnosticStatus(
         level=level,
         name=name,
         message=message,
         hardware_id=hardware_id,
         values=[KeyValue(key=key, value=value) for key, value in values.items()],
     )
-    return DiagnosticArray(header=Header(stamp=stamp), status=[status])
+
+
+def diagnostic_array(stamp: Time, statuses: Sequence[DiagnosticStatus]) -> DiagnosticArray:
+    return DiagnosticArray(header=Header(stamp=stamp), status=list(statuses))
 
 
 def _byte_array(pixels: np.ndarray) -> array.array:

@@ -15,13 +15,13 @@ _PARAMETER_TYPES = {
     float: Parameter.Type.DOUBLE,
     str: Parameter.Type.STRING,
 }
-_ARRAY_TYPES = {int: Parameter.Type.INTEGER_ARRAY, float: Parameter.Type.DOUBLE_ARRAY}
+_ARRAY_TYPES = {int: Parameter.Type.INTEGER_ARRAY, float: Parameter.Type.DOUBLE_ARRAY, str: Parameter.Type.STRING_ARRAY}
 
 
 def parameter_type(spec: ParameterSpec) -> Parameter.Type:
     """The ROS parameter type of a spec, from its default's Python type."""
     if isinstance(spec.default, tuple):
-        return _ARRAY_TYPES[type(spec.default[0])]
+        return _ARRAY_TYPES[spec.item_type]
     return _PARAMETER_TYPES[type(spec.default)]
 
 
@@ -47,11 +47,14 @@ def declare_config(node: Node, config_type: type[DepthNodeConfig] = DepthNodeCon
     """
     values = {}
     for spec in parameter_specs(config_type):
-        default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+        # rclpy cannot tell the type of an empty list (it guesses a byte array), so an empty default is
+        # declared by type; its value is then None unless the params file or an override sets it.
+        default = (list(spec.default) or parameter_type(spec)) if isinstance(spec.default, tuple) else spec.default
         try:
-            values[spec.name] = node.declare_parameter(spec.name, default, descriptor(spec)).value
+            value = node.declare_parameter(spec.name, default, descriptor(spec)).value
         except (InvalidParameterTypeException, InvalidParameterValueException) as error:
             raise ValueError(f"parameter {spec.name}: {error}") from None
+        values[spec.name] = spec.default if value is None else value
     return config_type.from_mapping(values)
 
 

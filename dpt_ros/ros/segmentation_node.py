@@ -15,6 +15,7 @@ Run with `ros2 run dpt_ros segmentation_node --ros-args --params-file config/seg
 """
 
 import sys
+from dataclasses import replace
 from typing import Any
 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -23,11 +24,22 @@ from std_msgs.msg import String
 
 from dpt_ros.core.model.checkpoint import WeightsError
 from dpt_ros.core.model.presets import get_preset
+from dpt_ros.core.pipeline import Frame
 from dpt_ros.core.segmentation_config import SegmentationNodeConfig
 from dpt_ros.core.segmentation_pipeline import SemanticOutputs
 from dpt_ros.core.segmentation_setup import build_segmentation
 from dpt_ros.ros import conversions
-from dpt_ros.ros.depth_node import DepthNode, PendingImage, StartupError, main as run_node, weights_help
+from dpt_ros.ros.depth_node import (
+    QOS,
+    CameraIO,
+    DepthNode,
+    PendingImage,
+    PreparedFrame,
+    StartupError,
+    depth_network_ms,
+    main as run_node,
+    weights_help,
+)
 
 NODE_NAME = "segmentation_node"
 
@@ -50,7 +62,7 @@ class SegmentationNode(DepthNode):
             super()._build_networks()  # the depth network, with the depth node's start-up help
             depth = (self._pipeline, self._engine)
         try:
-            self._setup = build_segmentation(config, depth)
+            self._setup = build_segmentation(config, depth, on_graph_capture=self._log_graph_capture)
         except WeightsError as error:
             raise StartupError(weights_help(str(error), get_preset(config.segmentation_model))) from None
         if self._runs_depth:
@@ -66,17 +78,18 @@ class SegmentationNode(DepthNode):
     def _describe_outputs(self) -> str:
         engine, table = self._setup.engine, self._setup.segmentation.table
         semantic = (
-            f"{engine.preset.name} on {engine.device} ({engine.precision}): {table.num_classes} {table.dataset} "
-            f"classes on '{self._labels_pub.topic_name}'"
+            f"{engine.preset.name} on {engine.device} ({engine.precision}{self._acceleration()}): "
+            f"{table.num_classes} {table.dataset} classes on '{self._labels_pub.topic_name}'"
         )
         if not self._runs_depth:
             return semantic
         return f"{super()._describe_outputs()}; {semantic} and the cloud's 'label' field (one preprocessing)"
 
-    def _create_output_topics(self, qos_in: QoSProfile, qos_out: QoSProfile) -> None:
+    def _create_output_topics(self, camera: CameraIO) -> None:
         if self._runs_depth:
-            super()._create_output_topics(qos_in, qos_out)
+            super()._create_output_topics(camera)
         config = self._config
+        qos_out = QOS[config.qos_out]
         self._labels_pub = self.create_publisher(Image, "semantic/labels", qos_out)
         self._semantic_colored_pub = (
             self.create_publisher(Image, "semantic/colored", qos_out) if config.publish_semantic_colored else None
@@ -90,10 +103,10 @@ class SegmentationNode(DepthNode):
     def _semantic_publishers(self) -> list[Any]:
         return [pub for pub in (self._labels_pub, self._semantic_colored_pub, self._overlay_pub) if pub is not None]
 
-    def _has_subscribers(self) -> bool:
+    def _has_subscribers(self, camera: CameraIO) -> bool:
         if any(pub.get_subscription_count() > 0 for pub in self._semantic_publishers()):
             return True
-        return self._runs_depth and super()._has_subscribers()
+        return self._runs_depth and super()._has_subscribers(camera)
 
     def _diagnostic_values(self) -> dict[str, str]:
         engine, table = self._setup.engine, self._setup.segmentation.table
@@ -111,10 +124,20 @@ class SegmentationNode(DepthNode):
 
     # --- inference thread ----------------------------------------------------------------------
 
-    def _process(self, pending: PendingImage) -> None:
-        msg, config = pending.msg, self._config
-        rgb = self._decode(msg)
-        want_cloud = self._runs_depth and self._wanted(self._cloud_pub)
+    def _prepare(self, camera: CameraIO, pending: PendingImage) -> PreparedFrame:
+        if self._runs_depth:
+            return super()._prepare(camera, pending)
+        return PreparedFrame(Frame(self._decode(pending.msg)), pending, camera_info=None)  # no camera model needed
+
+    def _process_group(self, cameras: list[CameraIO], prepared: list[PreparedFrame]) -> None:
+        (camera,), (item,) = cameras, prepared  # the config refuses `cameras`: one camera, one image per group
+        with self._failures_counted(camera):
+            self._process_frame(camera, item)
+
+    def _process_frame(self, camera: CameraIO, item: PreparedFrame) -> None:
+        """Segmentation, then (with `model`) depth whose cloud gets the class ids, of one frame."""
+        config, rgb, header = self._config, item.frame.rgb, item.pending.msg.header
+        want_cloud = self._runs_depth and self._wanted(camera.cloud_pub)
         semantic: SemanticOutputs | None = None
         if want_cloud or any(self._wanted(pub) for pub in self._semantic_publishers()):
             shared_input = self._setup.shared_input
@@ -125,12 +148,19 @@ class SegmentationNode(DepthNode):
                 want_overlay=self._wanted(self._overlay_pub),
                 overlay_alpha=config.overlay_alpha,
             )
-            self._publish_semantic(msg.header, semantic)
+            self._publish_semantic(header, semantic)
         inference_ms = semantic.timings_ms["segmentation"] if semantic is not None else 0.0
         if self._runs_depth:
             labels = semantic.labels if want_cloud and semantic is not None else None
-            inference_ms += self._process_depth(msg.header, rgb, labels)
-        self._record_frame(pending, inference_ms)
+            outputs = self._pipeline.process(
+                replace(item.frame, labels=labels),
+                config.output_options(),
+                want_cloud=want_cloud,
+                want_colored=self._wanted(camera.colored_pub),
+            )
+            self._publish_depth(camera, item, outputs)
+            inference_ms += depth_network_ms(outputs)
+        self._record_frame(camera, item.pending, inference_ms)
 
     def _publish_semantic(self, header: Any, semantic: SemanticOutputs) -> None:
         if self._wanted(self._labels_pub):  # computed for the cloud alone otherwise
