@@ -512,6 +512,11 @@ def main(args: list[str] | None = None, node_type: type[DepthNode] = DepthNode) 
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # Ctrl-C shuts the context down underneath the executor; whatever rclpy raises from the wait set
+        # or take_message then belongs to that normal shutdown. Anything else is a real failure.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.close()
