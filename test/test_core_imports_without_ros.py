@@ -1,6 +1,5 @@
 """`import dpt_ros` and every core module must work on a machine without ROS (rclpy blocked)."""
 
-import importlib
 import pkgutil
 import subprocess
 import sys
