@@ -31,26 +31,24 @@ ROS_FROM_PYPI = [
     "ros-diagnostic-msgs==5.5.1",
 ]
 
-TRAIN_REQUIREMENTS = ["tensorboard==2.21.0"]
-
 EXPORT_REQUIREMENTS = ["onnx==1.23.2", "onnxruntime==1.32.0"]
 
 TEST_REQUIREMENTS = (
     ROS_FROM_PYPI
-    + TRAIN_REQUIREMENTS
     + EXPORT_REQUIREMENTS
     + [
         "transformers==5.23.0",
         "scipy==1.17.1",
         "pytest==9.2.0",
         "pytest-timeout==2.4.0",
+        "ruff==0.17.6",
     ]
 )
 
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(exclude=["test", "test.*"]),
+    packages=find_packages(include=[PACKAGE, PACKAGE + ".*"]),
     package_data={PACKAGE: ["data/*", "data/**/*"]},
     include_package_data=True,
     data_files=[
@@ -64,7 +62,6 @@ setup(
     install_requires=RUNTIME_REQUIREMENTS,
     extras_require={
         "ros": ROS_FROM_PYPI,
-        "train": TRAIN_REQUIREMENTS,
         "export": EXPORT_REQUIREMENTS,
         "test": TEST_REQUIREMENTS,
     },
@@ -81,8 +78,6 @@ setup(
             "dpt-ros-export = dpt_ros.tools.export:main",
             "depth_node = dpt_ros.ros.depth_node:main",
             "segmentation_node = dpt_ros.ros.segmentation_node:main",
-            "dpt-train = dpt_train.cli:train_main",
-            "dpt-eval = dpt_train.cli:eval_main",
             "dpt-ros-make-sample = dpt_ros.tools.make_sample_bag:main",
             "dpt-ros-eval = dpt_ros.tools.evaluate_bag:main",
             "dpt-ros-replay = dpt_ros.tools.replay_bag:main",

@@ -14,10 +14,11 @@ with namespace:=camera the node reads /camera/image_rect and /camera/camera_info
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchContext, LaunchDescription
 
 PACKAGE = "dpt_ros"
 

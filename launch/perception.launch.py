@@ -10,10 +10,11 @@ segmentation.launch.py argument works here too. Only the public launch / launch_
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
+
+from launch import LaunchDescription
 
 PACKAGE = "dpt_ros"
 

@@ -30,12 +30,12 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from dpt_ros.core.camera import PinholeIntrinsics  # noqa: E402
-from dpt_ros.core.engine import InferenceEngine  # noqa: E402
-from dpt_ros.core.image_codec import depth_to_16uc1_mm, depth_to_32fc1  # noqa: E402
-from dpt_ros.core.model.presets import get_preset  # noqa: E402
-from dpt_ros.core.pipeline import Frame, ModelOutputDepth  # noqa: E402
-from dpt_ros.core.pointcloud import build_point_cloud  # noqa: E402
+from dpt_ros.geometry.camera import PinholeIntrinsics  # noqa: E402
+from dpt_ros.geometry.pointcloud import build_point_cloud  # noqa: E402
+from dpt_ros.model.engine import InferenceEngine  # noqa: E402
+from dpt_ros.model.presets import get_preset  # noqa: E402
+from dpt_ros.pipeline.depth import Frame, ModelOutputDepth  # noqa: E402
+from dpt_ros.pipeline.image_codec import depth_to_16uc1_mm, depth_to_32fc1  # noqa: E402
 
 WIDTH, HEIGHT = 640, 480
 CONVERSION_BUDGET_MS = 5.0

@@ -20,7 +20,7 @@ PY
 # engine correctness on the GPU: CUDA-graph replay and batching equal plain eager calls
 timeout 120 python3 - <<'PY'
 import numpy as np, torch
-from dpt_ros.core.engine import InferenceEngine
+from dpt_ros.model.engine import InferenceEngine
 from dpt_ros.tools.bench import sample_image
 img = sample_image(480, 640)
 eager = InferenceEngine("dpt_hybrid_midas", device="cuda:0", precision="fp16", allow_random_weights=True)

@@ -13,9 +13,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from dpt_ros.core.camera import IntrinsicsSource, PinholeIntrinsics, intrinsics_from_matrices, scale_camera_matrices
-from dpt_ros.core.image_codec import decode_compressed_image, decode_raw_image
-from dpt_ros.core.pointcloud import PackedCloud
+from dpt_ros.geometry.camera import IntrinsicsSource, PinholeIntrinsics, intrinsics_from_matrices, scale_camera_matrices
+from dpt_ros.geometry.pointcloud import PackedCloud
+from dpt_ros.pipeline.image_codec import decode_compressed_image, decode_raw_image
 
 # numpy pixel layout -> (ROS encoding, bytes per pixel) of the images this package publishes
 OUTPUT_ENCODINGS = {
@@ -81,7 +81,7 @@ def image_msg(header: Header, pixels: np.ndarray) -> Image:
 
 
 def point_cloud_msg(header: Header, cloud: PackedCloud) -> PointCloud2:
-    """Packed cloud from dpt_ros.core.pointcloud -> sensor_msgs/PointCloud2 (organized, little-endian)."""
+    """Packed cloud from dpt_ros.geometry.pointcloud -> sensor_msgs/PointCloud2 (organized, little-endian)."""
     return PointCloud2(
         header=header,
         height=cloud.height,

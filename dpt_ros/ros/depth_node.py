@@ -1,6 +1,6 @@
 """ROS 2 depth node: camera image(s) in -> depth, point cloud and diagnostics out.
 
-Thin shell around dpt_ros.core.pipeline and dpt_ros.core.camera_batching: callbacks only validate stamps
+Thin shell around dpt_ros.pipeline.depth and dpt_ros.pipeline.batching: callbacks only validate stamps
 and hand each camera's newest image to one inference thread (older pending images of that camera are
 dropped and counted, so latency never grows); the thread decodes, runs same-sized images of all cameras
 in one forward pass and converts each camera's outputs to messages. One camera (`cameras: []`) is the
@@ -27,18 +27,25 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from dpt_ros.core import input_errors
-from dpt_ros.core.camera import PinholeIntrinsics, require_resolution
-from dpt_ros.core.camera_batching import LatestPerCamera, group_by_image_size
-from dpt_ros.core.depth_setup import build_depth_pipeline
-from dpt_ros.core.frame_stats import FrameStats, LogLimiter
-from dpt_ros.core.image_codec import depth_to_16uc1_mm, depth_to_32fc1
-from dpt_ros.core.input_errors import InputError
-from dpt_ros.core.lidar_depth import NO_SCAN, LidarFrameInput
-from dpt_ros.core.model.checkpoint import WeightsError
-from dpt_ros.core.model.presets import Preset, get_preset
-from dpt_ros.core.node_config import DepthNodeConfig
-from dpt_ros.core.pipeline import DEPTH_UNITS, METRIC_DEPTH, RELATIVE_INVERSE_DEPTH, Frame, FrameOutputs
+from dpt_ros import errors as input_errors
+from dpt_ros.alignment.lidar_depth import NO_SCAN
+from dpt_ros.app.depth_setup import build_depth_pipeline
+from dpt_ros.app.node_config import DepthNodeConfig
+from dpt_ros.errors import InputError
+from dpt_ros.geometry.camera import PinholeIntrinsics, require_resolution
+from dpt_ros.model.checkpoint import WeightsError
+from dpt_ros.model.presets import Preset, get_preset
+from dpt_ros.pipeline.batching import LatestPerCamera, group_by_image_size
+from dpt_ros.pipeline.depth import (
+    DEPTH_UNITS,
+    METRIC_DEPTH,
+    RELATIVE_INVERSE_DEPTH,
+    Frame,
+    FrameOutputs,
+    LidarFrameInput,
+)
+from dpt_ros.pipeline.image_codec import depth_to_16uc1_mm, depth_to_32fc1
+from dpt_ros.pipeline.stats import FrameStats, LogLimiter
 from dpt_ros.ros import conversions
 from dpt_ros.ros.lidar_input import LidarInput, lens_from_camera_info
 from dpt_ros.ros.params import declare_config, watch_config

@@ -17,10 +17,10 @@ from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, PointCloud2
 
-from dpt_ros.core.cloud_fields import xyz_from_cloud_buffer
-from dpt_ros.core.extrinsics import transform_from_xyz_quaternion
-from dpt_ros.core.lidar_depth import LensModel, LidarScan
-from dpt_ros.core.scan_buffer import NearestStampBuffer
+from dpt_ros.alignment.lidar_depth import LensModel, LidarScan
+from dpt_ros.geometry.cloud_fields import xyz_from_cloud_buffer
+from dpt_ros.geometry.extrinsics import transform_from_xyz_quaternion
+from dpt_ros.pipeline.scan_buffer import NearestStampBuffer
 from dpt_ros.ros.conversions import stamp_ns
 
 SCAN_BUFFER_CAPACITY = 10  # ~1 s of a 10 Hz LiDAR; pairing within lidar_max_dt never needs more

@@ -7,7 +7,7 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from dpt_ros.core.node_config import DepthNodeConfig, ParameterSpec, parameter_specs
+from dpt_ros.app.node_config import DepthNodeConfig, ParameterSpec, parameter_specs
 
 _PARAMETER_TYPES = {
     bool: Parameter.Type.BOOL,

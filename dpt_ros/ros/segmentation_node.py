@@ -22,12 +22,12 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from dpt_ros.core.model.checkpoint import WeightsError
-from dpt_ros.core.model.presets import get_preset
-from dpt_ros.core.pipeline import Frame
-from dpt_ros.core.segmentation_config import SegmentationNodeConfig
-from dpt_ros.core.segmentation_pipeline import SemanticOutputs
-from dpt_ros.core.segmentation_setup import build_segmentation
+from dpt_ros.app.segmentation_config import SegmentationNodeConfig
+from dpt_ros.app.segmentation_setup import build_segmentation
+from dpt_ros.model.checkpoint import WeightsError
+from dpt_ros.model.presets import get_preset
+from dpt_ros.pipeline.depth import Frame
+from dpt_ros.pipeline.segmentation import SemanticOutputs
 from dpt_ros.ros import conversions
 from dpt_ros.ros.depth_node import (
     QOS,
@@ -37,8 +37,10 @@ from dpt_ros.ros.depth_node import (
     PreparedFrame,
     StartupError,
     depth_network_ms,
-    main as run_node,
     weights_help,
+)
+from dpt_ros.ros.depth_node import (
+    main as run_node,
 )
 
 NODE_NAME = "segmentation_node"

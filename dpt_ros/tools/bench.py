@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dpt_ros.core.engine import InferenceEngine, backproject
-from dpt_ros.core.model.presets import PRESETS, get_preset
+from dpt_ros.model.engine import InferenceEngine, backproject
+from dpt_ros.model.presets import PRESETS, get_preset
 
 STAGES = ("prepare", "forward", "post", "cloud", "copy")
 
@@ -120,7 +120,7 @@ def hf_reference(engine: InferenceEngine):
     """`transformers`' DPTForDepthEstimation carrying the engine's weights (ViT-based depth presets)."""
     from transformers import DPTConfig, DPTForDepthEstimation
 
-    from dpt_ros.core.model.checkpoint import official_to_hf
+    from dpt_ros.model.checkpoint import official_to_hf
 
     arch = engine.preset.architecture
     kwargs = dict(

@@ -26,13 +26,18 @@ from pathlib import Path
 
 import numpy as np
 
-from dpt_ros.core.node_config import DepthNodeConfig
-from dpt_ros.tools.evaluate_bag import EvaluationError, EvaluationOptions, build_engine, evaluate_bag, \
-    one_line_summary, reproduce_node_depth
-from dpt_ros.core.synthetic_drive import render_sequence
-from dpt_ros.tools.make_sample_bag import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, sample_config, \
-    write_sample_bag
-from dpt_ros.tools.rosbag_io import BagError, bag_topics, iterate_messages, open_bag, stamp_to_ns
+from dpt_ros.app.node_config import DepthNodeConfig
+from dpt_ros.bags.rosbag_io import BagError, bag_topics, iterate_messages, open_bag, stamp_to_ns
+from dpt_ros.sim.drive import render_sequence
+from dpt_ros.tools.evaluate_bag import (
+    EvaluationError,
+    EvaluationOptions,
+    build_engine,
+    evaluate_bag,
+    one_line_summary,
+    reproduce_node_depth,
+)
+from dpt_ros.tools.make_sample_bag import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, sample_config, write_sample_bag
 
 PRESET = "dpt_hybrid_midas"
 # A reduced real DPT (ViT-tiny-like, 0.6 M parameters) that runs ~0.2 s per frame on a laptop CPU.
@@ -57,7 +62,7 @@ class DemoModel:
 def choose_model(models_dir: Path, output_dir: Path) -> DemoModel:
     """The preset's trained weights if present; otherwise seeded random weights of a reduced architecture,
     saved to a file so that the node and the offline evaluation run the very same network."""
-    from dpt_ros.core.model.presets import get_preset
+    from dpt_ros.model.presets import get_preset
 
     preset = get_preset(PRESET)
     trained = models_dir / preset.weights_file
@@ -81,8 +86,8 @@ def write_random_weights(path: Path, seed: int) -> None:
     """
     import torch
 
-    from dpt_ros.core.model.dpt import build_model
-    from dpt_ros.core.model.presets import get_preset
+    from dpt_ros.model.dpt import build_model
+    from dpt_ros.model.presets import get_preset
 
     architecture = {k: tuple(v) if isinstance(v, list) else v for k, v in DEMO_ARCHITECTURE.items()}
     torch.manual_seed(seed)
@@ -222,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float,
                         help="replay speed factor (default: slow enough for this machine to answer every frame)")
     args = parser.parse_args(argv)
-    from dpt_ros.core.model.checkpoint import WeightsError
+    from dpt_ros.model.checkpoint import WeightsError
     from dpt_ros.tools.replay_bag import ReplayOptions, replay
 
     started = time.monotonic()

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from dpt_ros.core.model.checkpoint import WeightsError
-from dpt_ros.core.model.presets import PRESETS
+from dpt_ros.model.checkpoint import WeightsError
+from dpt_ros.model.presets import PRESETS
 
 UINT16_MAX = 65535
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
-    from dpt_ros.core.engine import InferenceEngine
+    from dpt_ros.model.engine import InferenceEngine
 
     preset = PRESETS[args.preset]
     weights = args.weights or Path("models") / preset.weights_file

@@ -25,27 +25,12 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from dpt_ros.core.alignment import DEPTH, INVERSE_DEPTH, fit_samples, to_metric
-from dpt_ros.core.depth_evaluation import (
-    HoldoutConfig,
-    PixelSamples,
-    drop_shared_pixels,
-    holdout_mask,
-    median_scale,
-    nearest_fitting_depth,
-    score_points,
-    static_pixel_flicker,
-)
-from dpt_ros.core.depth_setup import depth_stage
-from dpt_ros.core.lidar_depth import AlignedDepth, LidarFrameInput, LidarScan
-from dpt_ros.core.lidar_projection import keep_nearest_per_pixel, project_points
-from dpt_ros.core.node_config import DepthNodeConfig
-from dpt_ros.core.pipeline import RELATIVE_INVERSE_DEPTH, DepthEstimate, DepthPipeline, Frame
-from dpt_ros.core.pointcloud import PackedCloud
-from dpt_ros.tools.bag_frames import FrameInputs, PairedFrame, TopicSelection, decoded_frames, message_field, \
-    select_topics
-from dpt_ros.tools.evaluation_report import FrameRecord, plot_example, summarise, write_run_folder
-from dpt_ros.tools.rosbag_io import (
+from dpt_ros.alignment.fit import DEPTH, INVERSE_DEPTH, fit_samples, to_metric
+from dpt_ros.alignment.lidar_depth import AlignedDepth, LidarScan
+from dpt_ros.app.depth_setup import depth_stage
+from dpt_ros.app.node_config import DepthNodeConfig
+from dpt_ros.bags.frames import FrameInputs, PairedFrame, TopicSelection, decoded_frames, message_field, select_topics
+from dpt_ros.bags.rosbag_io import (
     CAMERA_INFO,
     IMAGE,
     POINT_CLOUD,
@@ -57,6 +42,20 @@ from dpt_ros.tools.rosbag_io import (
     make_packed_cloud,
     open_bag,
 )
+from dpt_ros.eval.holdout import (
+    HoldoutConfig,
+    PixelSamples,
+    drop_shared_pixels,
+    holdout_mask,
+    median_scale,
+    nearest_fitting_depth,
+    score_points,
+    static_pixel_flicker,
+)
+from dpt_ros.geometry.lidar_projection import keep_nearest_per_pixel, project_points
+from dpt_ros.geometry.pointcloud import PackedCloud
+from dpt_ros.pipeline.depth import RELATIVE_INVERSE_DEPTH, DepthEstimate, DepthPipeline, Frame, LidarFrameInput
+from dpt_ros.tools.evaluation_report import FrameRecord, plot_example, summarise, write_run_folder
 
 
 class DepthPredictor(Protocol):
@@ -357,7 +356,7 @@ def one_line_summary(summary: dict[str, Any]) -> str:
 def build_engine(config: DepthNodeConfig) -> tuple[Any, dict[str, Any]]:
     """The node's inference engine for its configuration (same weights look-up, device and precision rules);
     raises WeightsError when weights are missing and random weights are not allowed."""
-    from dpt_ros.core.depth_setup import build_depth_pipeline
+    from dpt_ros.app.depth_setup import build_depth_pipeline
 
     _, engine = build_depth_pipeline(config)
     info = {"preset": engine.preset.name, "random_weights": engine.random_weights,
@@ -434,7 +433,7 @@ def node_config_from_args(args: argparse.Namespace) -> DepthNodeConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dpt_ros.core.model.checkpoint import WeightsError
+    from dpt_ros.model.checkpoint import WeightsError
 
     args = _parser().parse_args(argv)
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dpt_ros.core.depth_evaluation import (
+from dpt_ros.eval.holdout import (
     RANGE_BINS,
     PixelSamples,
     PointScores,

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dpt_ros.core.model.checkpoint import WeightsError
-from dpt_ros.core.model.dpt import DPT, build_model
-from dpt_ros.core.model.presets import PRESETS
+from dpt_ros.model.checkpoint import WeightsError
+from dpt_ros.model.dpt import DPT, build_model
+from dpt_ros.model.presets import PRESETS
 
 
 def export_onnx(model: DPT, path: Path, sample_hw: tuple[int, int] = (384, 512), opset: int = 17) -> Path:

@@ -18,9 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dpt_ros.core.synthetic_drive import SequenceConfig, render_sequence
-from dpt_ros.core.synthetic_scene import LidarConfig, PinholeCamera
-from dpt_ros.tools.rosbag_io import (
+from dpt_ros.bags.rosbag_io import (
     CAMERA_INFO,
     IMAGE,
     POINT_CLOUD,
@@ -33,6 +31,8 @@ from dpt_ros.tools.rosbag_io import (
     make_point_cloud,
     make_tf_message,
 )
+from dpt_ros.sim.drive import SequenceConfig, render_sequence
+from dpt_ros.sim.scene import LidarConfig, PinholeCamera
 
 IMAGE_TOPIC = "/camera/image_raw"
 CAMERA_INFO_TOPIC = "/camera/camera_info"

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dpt_ros.tools.rosbag_io import STORAGE_FORMATS, TYPESTORE, BagError, BagWriter, bag_topics, open_bag
-
+from dpt_ros.bags.rosbag_io import STORAGE_FORMATS, TYPESTORE, BagError, BagWriter, bag_topics, open_bag
 
 RECORDER_SETTLE_S = 2.0  # local DDS endpoint matching after discovery; slower on a loaded machine
 

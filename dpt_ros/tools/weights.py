@@ -7,7 +7,7 @@ import hashlib
 import sys
 from pathlib import Path
 
-from dpt_ros.core.model.presets import PRESETS, Preset
+from dpt_ros.model.presets import PRESETS, Preset
 
 DEFAULT_MODELS_DIR = Path("models")
 
@@ -28,8 +28,8 @@ def verify_file(preset: Preset, path: Path, load: bool) -> tuple[bool, str]:
     if not digest.startswith(preset.sha256_prefix):
         return False, f"BAD HASH {path}: sha256 {digest} does not start with {preset.sha256_prefix}"
     if load:
-        from dpt_ros.core.model.checkpoint import WeightsError
-        from dpt_ros.core.model.dpt import build_model
+        from dpt_ros.model.checkpoint import WeightsError
+        from dpt_ros.model.dpt import build_model
 
         try:
             build_model(preset, weights=path)

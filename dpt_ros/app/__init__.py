@@ -1,0 +1,1 @@
+"""ROS-free node application: the parameter/configuration table and the wiring of engines into pipelines."""

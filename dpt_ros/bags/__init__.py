@@ -1,0 +1,1 @@
+"""Rosbag input/output (rosbags library, no rclpy): reading frames, transforms, writing sample bags."""

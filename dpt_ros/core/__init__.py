@@ -1,1 +1,0 @@
-"""ROS-free core of dpt_ros: nothing under this package may import rclpy."""

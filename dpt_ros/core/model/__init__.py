@@ -1,1 +1,0 @@
-"""DPT networks: timm backbones, reassemble/fusion decoder, heads, presets and checkpoint loading."""

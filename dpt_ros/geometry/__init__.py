@@ -1,0 +1,1 @@
+"""Camera and LiDAR geometry: the camera model, rigid transforms, LiDAR projection, back-projection, cloud packing."""

@@ -1,0 +1,144 @@
+"""Depth image -> packed point cloud buffer (the payload and layout of a sensor_msgs/PointCloud2).
+
+Back-projection is depth_image_proc's pinhole formula in the camera optical frame (x right, y down,
+z forward): x = (u - cx) * z / fx, y = (v - cy) * z / fy, with (u, v) the pixel column and row.
+The cloud is organized: one point per (strided) pixel, height = rows, width = columns, and NaN
+x, y, z where the depth is unknown, so is_dense is always False.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import cv2
+import numpy as np
+
+from dpt_ros.geometry.camera import PinholeIntrinsics
+from dpt_ros.geometry.cloud_fields import POINT_FIELD_DTYPES
+
+# numpy dtype -> sensor_msgs/PointField datatype code (the inverse of the reader's table).
+POINT_FIELD_DATATYPES: Final[dict[np.dtype, int]] = {np.dtype(t): code for code, t in POINT_FIELD_DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class CloudField:
+    """One PointField: `offset` bytes into each point, `datatype` a PointField code, `count` elements."""
+
+    name: str
+    offset: int
+    datatype: int
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class PackedCloud:
+    """The parts of a PointCloud2 besides its header; `data` is (height * row_step,) uint8, little-endian."""
+
+    data: np.ndarray
+    height: int
+    width: int
+    point_step: int
+    row_step: int
+    fields: tuple[CloudField, ...]
+    is_dense: bool = False
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) float32 whose bits are 0x00RRGGBB (the PCL/ROS "rgb" field)."""
+    # Little-endian bytes of 0x00RRGGBB are B, G, R, 0: one OpenCV channel shuffle (5x faster than shifts).
+    packed = cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.uint8), cv2.COLOR_RGB2BGRA)
+    packed[..., 3] = 0
+    return packed.view("<f4")[..., 0]
+
+
+def back_project(
+    depth_m: np.ndarray, intrinsics: PinholeIntrinsics, stride: int = 1, max_range: float = np.inf
+) -> np.ndarray:
+    """(H, W) depth in metres -> (ceil(H/stride), ceil(W/stride), 3) float32 x, y, z in metres.
+
+    Samples every `stride`-th row and column starting at pixel (0, 0). Points whose depth is not
+    finite, not positive, or deeper than `max_range` metres (along z, like the depth image) are NaN.
+    """
+    z = _sampled_valid_depth(depth_m, intrinsics, stride, max_range)
+    xyz = np.empty(z.shape + (3,), dtype=np.float32)
+    _write_xyz(z, intrinsics, stride, xyz[..., 0], xyz[..., 1], xyz[..., 2])
+    return xyz
+
+
+def _sampled_valid_depth(
+    depth_m: np.ndarray, intrinsics: PinholeIntrinsics, stride: int, max_range: float
+) -> np.ndarray:
+    """Strided float32 depth with NaN wherever the point is invalid (so x and y become NaN too)."""
+    height, width = depth_m.shape
+    if (width, height) != (intrinsics.width, intrinsics.height):
+        raise ValueError(f"depth is {width}x{height} but the intrinsics are for {intrinsics.width}x{intrinsics.height}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    z = np.asarray(depth_m[::stride, ::stride], dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        valid = (z > 0) & (z <= np.float32(max_range))  # False for NaN
+    valid &= np.isfinite(z)
+    return np.where(valid, z, np.float32(np.nan))
+
+
+def _write_xyz(
+    z: np.ndarray, intrinsics: PinholeIntrinsics, stride: int, x_out: np.ndarray, y_out: np.ndarray, z_out: np.ndarray
+) -> None:
+    """Fill (h, w) views x_out, y_out, z_out from strided depth z (no temporaries of size h x w x 3)."""
+    rows, columns = z.shape
+    u = np.arange(columns, dtype=np.float32) * np.float32(stride)
+    v = np.arange(rows, dtype=np.float32) * np.float32(stride)
+    x_per_z = (u - np.float32(intrinsics.cx)) / np.float32(intrinsics.fx)
+    y_per_z = (v - np.float32(intrinsics.cy)) / np.float32(intrinsics.fy)
+    np.multiply(z, x_per_z[np.newaxis, :], out=x_out)
+    np.multiply(z, y_per_z[:, np.newaxis], out=y_out)
+    z_out[...] = z
+
+
+def build_point_cloud(
+    depth_m: np.ndarray,
+    intrinsics: PinholeIntrinsics,
+    *,
+    stride: int = 1,
+    max_range: float = np.inf,
+    rgb: np.ndarray | None = None,
+    channels: Mapping[str, np.ndarray] | None = None,
+) -> PackedCloud:
+    """Organized point cloud of a metric depth image, packed for a PointCloud2.
+
+    depth_m: (H, W) float32 metres along the optical axis, NaN where unknown.
+    rgb: optional (H, W, 3) uint8 image at the same size -> an "rgb" float32 field.
+    channels: optional extra per-pixel fields, name -> (H, W) array of a PointField type
+        (e.g. "label": uint16 class ids); they are strided like the depth.
+    Fields are x, y, z (float32), then rgb, then channels in order, packed without padding.
+    """
+    z = _sampled_valid_depth(depth_m, intrinsics, stride, max_range)
+    extra: dict[str, np.ndarray] = {}
+    if rgb is not None:
+        extra["rgb"] = pack_rgb(rgb[::stride, ::stride])
+    for name, values in (channels or {}).items():
+        if values.shape != depth_m.shape:
+            raise ValueError(f"channel {name!r} is {values.shape}, depth is {depth_m.shape}")
+        if values.dtype not in POINT_FIELD_DATATYPES:
+            raise ValueError(f"channel {name!r} has dtype {values.dtype}, not a PointField type")
+        extra[name] = values[::stride, ::stride]
+    point_dtype = np.dtype(
+        [("x", "<f4"), ("y", "<f4"), ("z", "<f4")] + [(name, v.dtype.newbyteorder("<")) for name, v in extra.items()]
+    )
+    points = np.empty(z.shape, dtype=point_dtype)
+    _write_xyz(z, intrinsics, stride, points["x"], points["y"], points["z"])
+    for name, values in extra.items():
+        points[name] = values
+    fields = tuple(
+        CloudField(name, point_dtype.fields[name][1], POINT_FIELD_DATATYPES[point_dtype[name].newbyteorder("=")])
+        for name in point_dtype.names
+    )
+    rows, columns = points.shape
+    return PackedCloud(
+        data=points.reshape(-1).view(np.uint8),
+        height=rows,
+        width=columns,
+        point_step=point_dtype.itemsize,
+        row_step=point_dtype.itemsize * columns,
+        fields=fields,
+    )

@@ -1,0 +1,1 @@
+"""Per-frame processing: frame types, the depth and segmentation pipelines, batching, decoding, statistics."""

@@ -1,0 +1,1 @@
+"""Semantic segmentation: class tables, labels from network scores, colouring, test-time augmentation."""

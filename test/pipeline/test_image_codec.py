@@ -1,0 +1,110 @@
+"""Raw/compressed image decoding and depth encodings against hand-built buffers."""
+
+import cv2
+import numpy as np
+import pytest
+
+from dpt_ros import errors as input_errors
+from dpt_ros.errors import InputError
+from dpt_ros.pipeline.image_codec import (
+    decode_compressed_image,
+    decode_raw_image,
+    depth_to_16uc1_mm,
+    depth_to_32fc1,
+)
+
+RGB = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]], [[10, 20, 30], [40, 50, 60], [70, 80, 90]]], np.uint8)
+
+
+def _buffer(pixels: np.ndarray, padding: int = 0) -> tuple[bytes, int]:
+    rows = pixels.reshape(pixels.shape[0], -1)
+    padded = np.concatenate([rows, np.full((rows.shape[0], padding), 77, np.uint8)], axis=1)
+    return padded.tobytes(), padded.shape[1]
+
+
+@pytest.mark.parametrize(
+    "encoding, pixels",
+    [
+        ("rgb8", RGB),
+        ("bgr8", RGB[..., ::-1]),
+        ("rgba8", np.dstack([RGB, np.full(RGB.shape[:2], 9, np.uint8)])),
+        ("bgra8", np.dstack([RGB[..., ::-1], np.full(RGB.shape[:2], 9, np.uint8)])),
+    ],
+)
+@pytest.mark.parametrize("padding", [0, 5])
+def test_colour_encodings_decode_to_the_same_rgb(encoding: str, pixels: np.ndarray, padding: int) -> None:
+    data, step = _buffer(pixels, padding)
+    rgb = decode_raw_image(data, 3, 2, encoding, step)
+    assert rgb.dtype == np.uint8 and rgb.flags.c_contiguous
+    np.testing.assert_array_equal(rgb, RGB)
+
+
+def test_mono8_repeats_grey_in_every_channel() -> None:
+    grey = np.array([[0, 128, 255], [1, 2, 3]], np.uint8)
+    data, step = _buffer(grey, padding=3)
+    np.testing.assert_array_equal(decode_raw_image(data, 3, 2, "mono8", step), np.repeat(grey[..., None], 3, axis=2))
+
+
+@pytest.mark.parametrize(
+    "width, height, encoding, step, length, kind",
+    [
+        (3, 2, "yuv422", 6, 12, input_errors.UNKNOWN_ENCODING),
+        (3, 2, "16UC1", 6, 12, input_errors.UNKNOWN_ENCODING),
+        (3, 2, "rgb8", 9, 17, input_errors.DATA_LENGTH_MISMATCH),
+        (3, 2, "rgb8", 9, 19, input_errors.DATA_LENGTH_MISMATCH),
+        (3, 2, "rgb8", 8, 16, input_errors.DATA_LENGTH_MISMATCH),  # step shorter than a row
+        (0, 2, "rgb8", 0, 0, input_errors.ZERO_SIZE),
+        (3, 0, "rgb8", 9, 0, input_errors.ZERO_SIZE),
+    ],
+)
+def test_bad_raw_images_raise_input_error(width, height, encoding, step, length, kind) -> None:
+    with pytest.raises(InputError) as raised:
+        decode_raw_image(bytes(length), width, height, encoding, step)
+    assert raised.value.kind == kind
+    assert str(raised.value)
+
+
+def test_jpeg_and_png_decode_to_rgb() -> None:
+    image = np.zeros((32, 48, 3), np.uint8)
+    image[:, :16] = (255, 0, 0)  # flat colour blocks survive JPEG nearly exactly
+    image[:, 32:] = (0, 0, 255)
+    ok, png = cv2.imencode(".png", image[..., ::-1])
+    np.testing.assert_array_equal(decode_compressed_image(png.tobytes(), "png"), image)
+    ok, jpeg = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    decoded = decode_compressed_image(jpeg.tobytes(), "bgr8; jpeg compressed bgr8")
+    assert decoded.shape == image.shape
+    assert np.abs(decoded[4:-4, 4:12].astype(int) - (255, 0, 0)).max() < 12
+    assert np.abs(decoded[4:-4, 36:44].astype(int) - (0, 0, 255)).max() < 12
+
+
+@pytest.mark.parametrize(
+    "data, image_format, kind",
+    [
+        (b"", "jpeg", input_errors.ZERO_SIZE),
+        (b"\xff\xd8\xff\xe0garbage-not-a-jpeg\xff\xd9", "jpeg", input_errors.CORRUPT_COMPRESSED),
+        (b"\x89PNG\r\n\x1a\nbroken", "png", input_errors.CORRUPT_COMPRESSED),
+        (b"abc", "16UC1; compressedDepth png", input_errors.UNKNOWN_ENCODING),
+        (b"abc", "tiff", input_errors.UNKNOWN_ENCODING),
+    ],
+)
+def test_bad_compressed_images_raise_input_error(data, image_format, kind) -> None:
+    with pytest.raises(InputError) as raised:
+        decode_compressed_image(data, image_format)
+    assert raised.value.kind == kind
+
+
+def test_truncated_jpeg_is_rejected_not_grey_filled() -> None:
+    ok, jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 200, np.uint8))
+    with pytest.raises(InputError) as raised:
+        decode_compressed_image(jpeg.tobytes()[: len(jpeg) // 2], "jpeg")
+    assert raised.value.kind == input_errors.CORRUPT_COMPRESSED
+
+
+def test_depth_encodings() -> None:
+    depth = np.array([[0.0, 1.2344, np.nan], [-1.0, 65.535, 70.0], [np.inf, 0.0004, 0.0006]], np.float32)
+    pixels = depth_to_32fc1(depth)
+    assert pixels.dtype == np.dtype("<f4") and pixels.flags.c_contiguous
+    np.testing.assert_array_equal(pixels, depth)
+    millimetres = depth_to_16uc1_mm(depth)
+    assert millimetres.dtype == np.dtype("<u2")
+    np.testing.assert_array_equal(millimetres, [[0, 1234, 0], [0, 65535, 0], [0, 0, 1]])

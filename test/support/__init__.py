@@ -1,0 +1,1 @@
+"""Shared test support: the rclpy node harness, training fixtures, fake engines."""
