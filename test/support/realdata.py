@@ -5,6 +5,7 @@ missing, where the folder is absent (e.g. a user's clone without the shared data
 """
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,3 +23,20 @@ def real_data(*needed: Path) -> list[pytest.MarkDecorator]:
     reason = (f"real recordings not found: {missing[0]} (expected the shared realdata folder next to the checkout, "
               f"{REAL_DATA}, or set DPT_ROS_REAL_DATA to it)") if missing else ""
     return [pytest.mark.realdata, pytest.mark.skipif(bool(missing), reason=reason)]
+
+
+def camera_bag_frame(path: Path) -> tuple[Any, Any]:
+    """(CompressedImage, the CameraInfo nearest it in time) of a real camera bag, as rosbags reads them (ROS 1
+    field names: K, D, P)."""
+    from dpt_ros.bags.rosbag_io import bag_topics, iterate_messages, open_bag
+
+    reader = open_bag(path)
+    try:
+        messages = list(iterate_messages(reader, [topic.name for topic in bag_topics(reader)]))
+    finally:
+        reader.close()
+    images = [(time, message) for _, time, message in messages if hasattr(message, "format")]
+    infos = [(time, message) for _, time, message in messages if hasattr(message, "distortion_model")]
+    assert len(images) == 1 and infos, f"{path}: expected one CompressedImage and its CameraInfo"
+    image_time, image = images[0]
+    return image, min(infos, key=lambda item: abs(item[0] - image_time))[1]
