@@ -141,10 +141,8 @@ def download_file(
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = part_path(destination)
     offset = partial.stat().st_size if partial.exists() else 0
-    response, start, total = _open(url, offset, timeout_s)
+    response, start, total = _open(url, offset, timeout_s)  # start 0: the whole file comes, the partial one goes
     with response:
-        if start == 0 and offset:
-            offset = 0  # the source sent the whole file: the partial one is replaced
         _check_free_space(partial, total - start if total is not None else None)
         digest = hashlib.sha256()
         if start:

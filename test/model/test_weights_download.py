@@ -120,6 +120,16 @@ def test_a_part_file_longer_than_the_source_is_restarted_from_zero(tmp_path):
     assert result.resumed_from == 0 and destination.read_bytes() == CONTENT
 
 
+def test_a_server_without_range_support_sends_the_whole_file_which_replaces_the_part_file(tmp_path):
+    destination = tmp_path / "w.pt"
+    part_path(destination).write_bytes(CONTENT[:1000])
+    with serve_files({"/w.pt": CONTENT}) as server:
+        server.ignore_range = True
+        result = download_file(server.url + "/w.pt", destination, FULL, progress=False)
+    assert server.requests == [("/w.pt", "bytes=1000-")]  # asked to resume, got a 200 with everything
+    assert (result.resumed_from, result.fetched) == (0, len(CONTENT)) and destination.read_bytes() == CONTENT
+
+
 def test_local_mirror_folder_resumes_too(tmp_path):
     (tmp_path / "mirror").mkdir()
     (tmp_path / "mirror" / "w.pt").write_bytes(CONTENT)

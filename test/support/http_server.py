@@ -17,11 +17,13 @@ class FileServer:
     """files: URL path -> content. cut_after: the next GET sends its headers (full Content-Length) and only
     this many body bytes, then drops the connection (once; the attribute is then cleared).
     stop_after: like cut_after, but the whole server then shuts down (the server is gone).
+    ignore_range: answer every GET with the whole file (200), as servers without Range support do.
     requests: (path, Range header or None) of every request, in order."""
 
     files: dict[str, bytes]
     cut_after: int | None = None
     stop_after: int | None = None
+    ignore_range: bool = False
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
@@ -46,7 +48,7 @@ def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.send_error(404, "Not Found")
                 return
             start = 0
-            match = re.fullmatch(r"bytes=(\d+)-", range_header or "")
+            match = None if state.ignore_range else re.fullmatch(r"bytes=(\d+)-", range_header or "")
             if match:
                 start = int(match.group(1))
                 if start >= len(content):
