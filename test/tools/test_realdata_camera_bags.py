@@ -8,10 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
+from dpt_ros.model.engine import InferenceEngine
 from dpt_ros.model.presets import PRESETS
 from dpt_ros.pipeline.image_codec import decode_compressed_image
 from dpt_ros.tools import depth_image, evaluate_bag
-from support.depth_node_harness import TEST_ARCHITECTURE
+from dpt_ros.tools.demo import DEMO_ARCHITECTURE, DEMO_INPUT_SIZE, PRESET, write_random_weights
+from dpt_ros.tools.depth_image import depth_png
 from support.realdata import CAMERA_BAGS, camera_bag_frame, real_data
 
 pytestmark = real_data(*CAMERA_BAGS)
@@ -30,22 +32,33 @@ def test_the_real_jpeg_decodes_at_its_camera_info_size(bag):
     assert rgb.std() > 10  # a real picture, not a grey fill
 
 
+@pytest.fixture(scope="module")
+def reduced_weights(tmp_path_factory):
+    """The demo's seeded reduced DPT (its head's bias raised so the output varies over the image)."""
+    path = tmp_path_factory.mktemp("weights") / "reduced.pt"
+    write_random_weights(path, seed=0)
+    return path
+
+
 @pytest.mark.parametrize("bag", CAMERA_BAGS, ids=BAG_IDS)
-def test_depth_image_cli_runs_on_the_real_jpeg(bag, tmp_path, monkeypatch, capsys):
+def test_depth_image_cli_on_the_real_jpeg_equals_the_engine_on_the_nodes_decode(bag, reduced_weights, tmp_path,
+                                                                                monkeypatch, capsys):
     image, _ = camera_bag_frame(bag)
     jpeg = tmp_path / f"{bag.stem}.jpg"
     jpeg.write_bytes(np.asarray(image.data, dtype=np.uint8).tobytes())
-    # the preset's pipeline with a reduced real architecture, so the test runs in seconds on a CPU
-    preset = PRESETS["dpt_hybrid_midas"]
-    reduced = preset.with_architecture(**{k: tuple(v) if isinstance(v, list) else v for k, v in TEST_ARCHITECTURE.items()})
-    monkeypatch.setitem(PRESETS, preset.name, dataclasses.replace(reduced, input_size=(96, 64)))
+    architecture = {k: tuple(v) if isinstance(v, list) else v for k, v in DEMO_ARCHITECTURE.items()}
+    reduced = dataclasses.replace(PRESETS[PRESET].with_architecture(**architecture), input_size=DEMO_INPUT_SIZE)
+    monkeypatch.setitem(PRESETS, PRESET, reduced)  # the preset's pipeline, a network that runs in a second
     out = tmp_path / "out"
-    assert depth_image.main([str(jpeg), "--preset", preset.name, "--device", "cpu", "--allow-random-weights",
+    assert depth_image.main([str(jpeg), "--preset", PRESET, "--weights", str(reduced_weights), "--device", "cpu",
                              "--out", str(out)]) == 0
     assert "wrote 1 result(s)" in capsys.readouterr().out
-    depth = cv2.imread(str(out / f"{bag.stem}_depth.png"), cv2.IMREAD_UNCHANGED)
-    assert depth.dtype == np.uint16 and (depth.shape[1], depth.shape[0]) == SIZES[bag.stem]
-    assert depth.min() < depth.max()  # the network saw the picture: its output varies over the image
+    written = cv2.imread(str(out / f"{bag.stem}_depth.png"), cv2.IMREAD_UNCHANGED)
+    assert written.dtype == np.uint16 and (written.shape[1], written.shape[0]) == SIZES[bag.stem]
+    rgb = decode_compressed_image(np.asarray(image.data, dtype=np.uint8), image.format)  # the node's decoder
+    expected = depth_png(InferenceEngine(reduced, reduced_weights).infer(rgb), metric=False)
+    assert expected.min() == 0 and expected.max() == 65535  # relative depth spans the PNG's range
+    np.testing.assert_array_equal(written, expected)
 
 
 @pytest.mark.parametrize("bag", CAMERA_BAGS, ids=BAG_IDS)
