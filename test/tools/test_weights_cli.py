@@ -1,8 +1,12 @@
 import dataclasses
 import hashlib
+import os
+import shutil
+from pathlib import Path
 
 import pytest
 
+from dpt_ros.model import download
 from dpt_ros.model.presets import PRESETS, get_preset
 from dpt_ros.tools import weights as cli
 from support.http_server import refused_url, serve_files
@@ -109,3 +113,25 @@ def test_download_all_fetches_every_preset_from_a_mirror_url(monkeypatch, capsys
     with serve_files(files) as server:
         assert cli.main(["download", "--all", "--quiet", "--mirror", server.url + "/mirror/", "--models-dir", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.weights_file for p in PRESETS.values())
+
+
+@pytest.mark.parametrize("failure", ["disk full", "not enough space", "server gone"])
+def test_download_failures_mid_transfer_are_one_line_exit_2_and_nothing_under_the_final_name(
+        monkeypatch, capsys, tmp_path, failure):
+    content = os.urandom(3 << 20)
+    with serve_files({"/p.pth": content}) as server:
+        _served_preset(monkeypatch, "p", server.url + "/p.pth", sha256=hashlib.sha256(content).hexdigest())
+        if failure == "disk full":
+            if not Path("/dev/full").exists():
+                pytest.skip("needs /dev/full to simulate a full disk")
+            (tmp_path / "p.pth.part").symlink_to("/dev/full")  # every write fails with ENOSPC
+        elif failure == "not enough space":  # known before writing a byte, from Content-Length
+            monkeypatch.setattr(download.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10, 10, 1000))
+        else:
+            server.stop_after = 1 << 20
+        assert cli.main(["download", "p", "--quiet", "--models-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("dpt-ros-weights download: "), err
+    assert {"disk full": "disk full writing", "not enough space": "disk full: ",
+            "server gone": "connection lost after 1048576 of"}[failure] in err, err
+    assert not (tmp_path / "p.pth").exists()
