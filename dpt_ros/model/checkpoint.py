@@ -14,6 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dpt_ros.model.download import download_hint
+from dpt_ros.model.presets import PRESETS
+
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 # Keys in the official files that the official forward never uses (timm's ImageNet classifier).
@@ -189,7 +192,8 @@ def load_weights(model: nn.Module, weights: str | Path, preset_name: str) -> Non
     """Load `weights` into `model` strictly; any mismatch is a `WeightsError` naming preset, file and keys."""
     path = Path(weights).expanduser()
     if not path.exists():
-        raise WeightsError(f"weights for preset '{preset_name}' not found: {path}")
+        hint = f"; to get them, {download_hint(PRESETS[preset_name])}" if preset_name in PRESETS else ""
+        raise WeightsError(f"weights for preset '{preset_name}' not found: {path}{hint}")
     state_dict = to_official_keys(_read_state_dict(path))
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))

@@ -38,7 +38,10 @@ class Preset:
     input_size: (width, height) the official scripts resize to with the "minimal" keep-aspect rule,
         snapping both sides to multiples of 32.
     sha256_prefix: the official file names end in the first 8 hex digits of the file's SHA-256
-        (the torch.hub convention); `dpt-ros-weights verify` checks a file against it.
+        (the torch.hub convention); `dpt-ros-weights verify` / `download` check a file against it.
+    sha256: the file's full SHA-256 where it has been recorded ("" = only the prefix is known);
+        checked instead of the prefix when set.
+    weights_url: where the official file is published, when not under RELEASE_URL.
     hf_repo: the Hugging Face `transformers` checkpoint of the same weights, where one exists.
     """
 
@@ -51,10 +54,12 @@ class Preset:
     metric: MetricConversion | None = None
     hf_repo: str | None = None
     description: str = ""
+    sha256: str = ""
+    weights_url: str = ""
 
     @property
     def url(self) -> str:
-        return RELEASE_URL + self.weights_file
+        return self.weights_url or RELEASE_URL + self.weights_file
 
     @property
     def is_metric(self) -> bool:

@@ -34,6 +34,7 @@ from dpt_ros.app.node_config import DepthNodeConfig
 from dpt_ros.errors import InputError
 from dpt_ros.geometry.camera import PinholeIntrinsics, require_resolution
 from dpt_ros.model.checkpoint import WeightsError
+from dpt_ros.model.download import download_hint
 from dpt_ros.model.presets import Preset, get_preset
 from dpt_ros.pipeline.batching import LatestPerCamera, group_by_image_size
 from dpt_ros.pipeline.depth import (
@@ -496,10 +497,7 @@ def weights_help(error: str, preset: Preset) -> str:
     """The weights error on one line, with where to get the right file when it does not say so already."""
     message = " ".join(error.split())
     if preset.url not in message:
-        message += (
-            f" Expected {preset.weights_file} from {preset.url} (SHA-256 starts with {preset.sha256_prefix}); "
-            "see models/README.md"
-        )
+        message += f" Expected {preset.weights_file}: {download_hint(preset)}; see models/README.md"
     return message
 
 

@@ -6,9 +6,9 @@
   4. runs the same core path offline on the whole scans and checks it gives the node's depth;
   5. evaluates that path against held-out LiDAR points and writes report.md.
 
-With the preset's weights in models/ the demo uses them. Without, it says so and runs a reduced but real
-DPT architecture with seeded random weights: the network output is then meaningless, and the report shows
-how far LiDAR alignment alone gets (compare with the LiDAR-only baseline).
+With the preset's weights in models/ the demo uses them (`--download` fetches them first). Without, it says
+so and runs a reduced but real DPT architecture with seeded random weights: the network output is then
+meaningless, and the report shows how far LiDAR alignment alone gets (compare with the LiDAR-only baseline).
 """
 
 from __future__ import annotations
@@ -226,10 +226,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--rate", type=float,
                         help="replay speed factor (default: slow enough for this machine to answer every frame)")
+    parser.add_argument("--download", action="store_true",
+                        help=f"first fetch the {PRESET} weights into --models (dpt-ros-weights download), then run with them")
     args = parser.parse_args(argv)
     from dpt_ros.model.checkpoint import WeightsError
     from dpt_ros.tools.replay_bag import ReplayOptions, replay
 
+    if args.download:
+        from dpt_ros.model.download import DownloadError
+        from dpt_ros.model.presets import get_preset
+        from dpt_ros.tools.weights import download
+
+        try:
+            download([get_preset(PRESET)], args.models, url=None, mirror=None, progress=True)
+        except (DownloadError, OSError) as error:
+            print(f"dpt-ros-demo: {error}", file=sys.stderr)
+            return 2
     started = time.monotonic()
     output = args.output
     output.mkdir(parents=True, exist_ok=True)

@@ -160,8 +160,9 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 
 def test_engine_refuses_to_run_without_weights_unless_allowed(tmp_path):
-    with pytest.raises(WeightsError, match="dpt_hybrid-midas-501f0c75.pt"):
+    with pytest.raises(WeightsError, match="dpt_hybrid-midas-501f0c75.pt") as info:
         InferenceEngine("dpt_hybrid_midas", weights=tmp_path / "absent.pt")
+    assert "`dpt-ros-weights download dpt_hybrid_midas`" in str(info.value)
 
 
 def test_engine_output_is_model_output_resized_bicubic():

@@ -359,6 +359,7 @@ def test_missing_or_bad_weights_stop_the_node_with_one_clear_line(tmp_path, weig
     assert (weights or "models/dpt_hybrid_kitti-cb926ef4.pt") in fatal[0], output
     assert "https://github.com/isl-org/DPT/releases/download/1_0/dpt_hybrid_kitti-cb926ef4.pt" in fatal[0]
     assert "SHA-256" in fatal[0]
+    assert "dpt-ros-weights download dpt_hybrid_kitti" in fatal[0]
     assert "Traceback" not in output
 
 

@@ -201,3 +201,4 @@ def test_missing_segmentation_weights_stop_the_node_with_where_to_get_them(tmp_p
     assert node.process.wait(timeout=DISCOVERY_TIMEOUT_S) == 1, node.output()
     fatal = [line for line in node.output().splitlines() if "FATAL" in line]
     assert len(fatal) == 1 and "dpt_hybrid-ade20k-53898607.pt" in fatal[0] and "/no/such.pt" in fatal[0], node.output()
+    assert "`dpt-ros-weights download dpt_hybrid_ade20k`" in fatal[0], node.output()

@@ -5,7 +5,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINING_ROOT = REPO_ROOT / "training"
-REAL_DATA = REPO_ROOT.parent / "shared" / "realdata"
+# Real recordings (see their README.md): next to the checkout, or wherever DPT_ROS_REAL_DATA points (a git
+# worktree elsewhere, a CI cache).
+REAL_DATA = Path(os.environ.get("DPT_ROS_REAL_DATA") or REPO_ROOT.parent / "shared" / "realdata")
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

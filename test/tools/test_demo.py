@@ -63,3 +63,18 @@ def test_demo_runs_end_to_end_within_budget(tmp_path):
     assert metrics["temporal"]["static_pairs"] >= 2  # the sample drive stands still for a few frames
     for name in ("error_vs_range.png", "per_frame_abs_rel.png", "scale_shift.png", "per_frame.csv"):
         assert (report.parent / name).stat().st_size > 0
+
+
+def test_demo_download_fetches_the_demo_weights_first_and_stops_with_one_line_when_it_cannot(monkeypatch, capsys, tmp_path):
+    import dataclasses
+
+    from dpt_ros.model.presets import PRESETS
+    from dpt_ros.tools import demo
+    from support.http_server import refused_url
+
+    preset = PRESETS[demo.PRESET]
+    monkeypatch.setitem(PRESETS, demo.PRESET, dataclasses.replace(preset, weights_url=refused_url() + "/w.pt"))
+    code = demo.main(["--download", "--output", str(tmp_path / "out"), "--models", str(tmp_path / "models")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("dpt-ros-demo: ") and "cannot connect" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing ran without the weights it was asked to fetch

@@ -1,11 +1,15 @@
 """Sparse ground truth from raw KITTI Velodyne scans and calibration files.
 
-KITTI raw ships, per date folder, `calib_cam_to_cam.txt` (P_rect_0N 3x4, R_rect_00 3x3, ...) and
-`calib_velo_to_cam.txt` (R 3x3, T 3), and per frame `velodyne_points/data/<frame>.bin` (float32 x, y, z,
-reflectance). A Velodyne point x maps to rectified camera N pixels by P_rect_0N @ R_rect_00 @ (R x + T).
-We split P_rect_0N = K [I | t] and hand (K, T_cam_velo) to the node's own projection
-(`dpt_ros.geometry.lidar_projection.project_lidar`: pixel-centre rounding, nearest point per pixel), so the
-training targets are built exactly like the LiDAR depth the node aligns to.
+KITTI ships calibration in two formats, both read by `load_camera_calibration`:
+  - raw (per date folder): `calib_cam_to_cam.txt` (P_rect_0N 3x4, R_rect_00 3x3, ...) and
+    `calib_velo_to_cam.txt` (R 3x3, T 3);
+  - object / tracking benchmarks (one file per frame): `P0`..`P3` 3x4, `R0_rect` 3x3, `Tr_velo_to_cam` 3x4.
+Per frame, `velodyne_points/data/<frame>.bin` (raw) or `velodyne/<frame>.bin` (object) hold float32 x, y, z,
+reflectance. A Velodyne point x maps to rectified camera N pixels by P_N @ R_rect @ (R x + T).
+We split P_N = K [I | t] (t: camera N's offset from camera 0, P's last column, the stereo baseline) and hand
+(K, T_cam_velo) to the node's own projection (`dpt_ros.geometry.lidar_projection.project_lidar`: pixel-centre
+rounding, nearest point per pixel), so the training targets are built exactly like the LiDAR depth the node
+aligns to.
 """
 
 from __future__ import annotations
@@ -59,21 +63,37 @@ def _matrix(values: dict[str, np.ndarray], key: str, shape: tuple[int, ...], pat
 
 
 @lru_cache(maxsize=64)
-def load_camera_calibration(date_dir: str | Path, camera: int = 2) -> CameraCalibration:
-    """Calibration of rectified camera `camera` (2 = left colour) from a KITTI raw date folder."""
-    date_dir = Path(date_dir)
-    cam_path, velo_path = date_dir / "calib_cam_to_cam.txt", date_dir / "calib_velo_to_cam.txt"
-    cam, velo = read_calibration_file(cam_path), read_calibration_file(velo_path)
-    projection = _matrix(cam, f"P_rect_0{camera}", (3, 4), cam_path)
-    rectification = np.eye(4)
-    rectification[:3, :3] = _matrix(cam, "R_rect_00", (3, 3), cam_path)
-    velo_to_cam = np.eye(4)
-    velo_to_cam[:3, :3] = _matrix(velo, "R", (3, 3), velo_path)
-    velo_to_cam[:3, 3] = _matrix(velo, "T", (3,), velo_path)
+def load_camera_calibration(source: str | Path, camera: int = 2) -> CameraCalibration:
+    """Calibration of rectified camera `camera` (2 = left colour), from a KITTI raw date folder (holding
+    calib_cam_to_cam.txt and calib_velo_to_cam.txt) or an object-format calibration file (PN, R0_rect,
+    Tr_velo_to_cam in one file)."""
+    source = Path(source)
+    if source.is_file():
+        values = read_calibration_file(source)
+        projection = _matrix(values, f"P{camera}", (3, 4), source)
+        rectification = _matrix(values, "R0_rect", (3, 3), source)
+        velo_to_cam = _matrix(values, "Tr_velo_to_cam", (3, 4), source)
+    elif source.is_dir():
+        cam_path, velo_path = source / "calib_cam_to_cam.txt", source / "calib_velo_to_cam.txt"
+        cam, velo = read_calibration_file(cam_path), read_calibration_file(velo_path)
+        projection = _matrix(cam, f"P_rect_0{camera}", (3, 4), cam_path)
+        rectification = _matrix(cam, "R_rect_00", (3, 3), cam_path)
+        velo_to_cam = np.hstack([_matrix(velo, "R", (3, 3), velo_path), _matrix(velo, "T", (3, 1), velo_path)])
+    else:
+        raise CalibrationError(f"{source}: neither a KITTI raw date folder nor an object-format calibration file")
+    return _compose(projection, rectification, velo_to_cam)
+
+
+def _compose(projection: np.ndarray, rectification: np.ndarray, velo_to_cam: np.ndarray) -> CameraCalibration:
+    """(K, T_cam_velo) with K @ T_cam_velo[:3] == projection @ R_rect @ velo_to_cam (3x4, 3x3, 3x4)."""
+    rectify = np.eye(4)
+    rectify[:3, :3] = rectification
+    velo = np.eye(4)
+    velo[:3] = velo_to_cam
     K = projection[:, :3]
     offset = np.eye(4)
     offset[:3, 3] = np.linalg.solve(K, projection[:, 3])  # P = K [I | t]: camera N's offset from camera 0
-    return CameraCalibration(K=K, T_cam_velo=offset @ rectification @ velo_to_cam)
+    return CameraCalibration(K=K, T_cam_velo=offset @ rectify @ velo)
 
 
 def read_velodyne(path: str | Path) -> np.ndarray:
