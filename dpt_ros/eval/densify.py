@@ -18,9 +18,11 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-# IP-Basic inverts depth as max - d with max = 100 m (the paper's value, above KITTI's 80 m cap); deeper
-# points are clipped to it so that the inversion stays positive (0 marks empty pixels).
+# IP-Basic inverts depth as max - d with max = 100 m (the paper's value, above KITTI's 80 m cap); inverted values
+# below _EMPTY mark empty pixels, so deeper points are clipped to CLIPPED_DEPTH to stay visible.
 IP_BASIC_MAX_DEPTH = 100.0
+_EMPTY = 0.1
+CLIPPED_DEPTH = IP_BASIC_MAX_DEPTH - 2 * _EMPTY
 _DIAMOND_5 = np.array([[0, 0, 1, 0, 0],
                        [0, 1, 1, 1, 0],
                        [1, 1, 1, 1, 1],
@@ -50,27 +52,27 @@ def nearest_neighbour_fill(sparse: np.ndarray) -> np.ndarray:
 def ip_basic_fill(sparse: np.ndarray) -> np.ndarray:
     """(H, W) float32 metres by IP-Basic's default (Gaussian-blur) pipeline; NaN where it gives nothing
     (every pixel once any LiDAR pixel exists: the large-hole fill and top extension reach everywhere a
-    31×31 window and a column can). Depths beyond IP_BASIC_MAX_DEPTH are clipped to it."""
+    31×31 window and a column can). Depths beyond CLIPPED_DEPTH (99.8 m) are clipped to it."""
     sparse = np.asarray(sparse, dtype=np.float32)
     valid = _valid(sparse)
-    depth = np.where(valid, np.minimum(sparse, np.float32(IP_BASIC_MAX_DEPTH)), np.float32(0.0))
     # invert: near points get large values, so the dilations (local maxima) keep the nearest surface
-    depth = np.where(depth > 0.1, np.float32(IP_BASIC_MAX_DEPTH) - depth, depth).astype(np.float32)
+    depth = np.where(valid, np.float32(IP_BASIC_MAX_DEPTH) - np.minimum(sparse, np.float32(CLIPPED_DEPTH)),
+                     np.float32(0.0)).astype(np.float32)
     depth = cv2.dilate(depth, _DIAMOND_5)
     depth = cv2.morphologyEx(depth, cv2.MORPH_CLOSE, _FULL_5)
-    empty = depth < 0.1
+    empty = depth < _EMPTY
     depth[empty] = cv2.dilate(depth, _FULL_7)[empty]
     # extend each column's top-most value upwards (the LiDAR does not see above its highest beam)
-    has_value = depth > 0.1
+    has_value = depth > _EMPTY
     top = np.argmax(has_value, axis=0)
     rows = np.arange(depth.shape[0])[:, None]
     above = (rows < top[None, :]) & has_value.any(axis=0)[None, :]
     depth[above] = np.broadcast_to(depth[top, np.arange(depth.shape[1])][None, :], depth.shape)[above]
-    empty = depth < 0.1
+    empty = depth < _EMPTY
     depth[empty] = cv2.dilate(depth, _FULL_31)[empty]
-    filled = depth > 0.1
+    filled = depth > _EMPTY
     depth = np.where(filled, cv2.medianBlur(depth, 5), depth)
     depth = np.where(filled, cv2.GaussianBlur(depth, (5, 5), 0), depth)
     with np.errstate(invalid="ignore"):
-        metres = np.where(depth > 0.1, np.float32(IP_BASIC_MAX_DEPTH) - depth, np.float32(np.nan))
+        metres = np.where(depth > _EMPTY, np.float32(IP_BASIC_MAX_DEPTH) - depth, np.float32(np.nan))
     return metres.astype(np.float32)

@@ -8,9 +8,9 @@ A cloud with a ``ring`` field says which laser fired each point. Without one, th
   Measured on the KITTI HDL-64 frame in ../shared/realdata: the elevation of one ring's points spreads over
   0.6–1° (5th–95th percentile; the lasers sit off the sensor axis) while rings are 0.33–0.5° apart, so
   clustering elevations cannot separate that sensor's rings but the scan order can.
-- **elevation clustering** — otherwise the elevation angles atan2(z, √(x² + y²)) are clustered into
-  ``n_beams`` groups (1-D k-means, started from the sorted elevations' quantiles). Exact when each laser's
-  elevation spread is smaller than the gap to its neighbours (sensors with the lasers on the axis).
+- **elevation clustering** — otherwise the elevation angles atan2(z, √(x² + y²)) are clustered: split at gaps
+  when each laser's elevation spread is smaller than the gap to its neighbours (sensors with the lasers on the
+  axis; exact then, also when some beams hit nothing), else 1-D k-means into ``n_beams`` groups.
 
 Ring indices count from the lowest elevation (0) up, like the simulator's and Velodyne drivers' ``ring``.
 """
@@ -57,11 +57,34 @@ def rings_from_scan_order(xyz: np.ndarray, n_beams: int) -> np.ndarray | None:
 
 
 def rings_from_elevation(xyz: np.ndarray, n_beams: int) -> np.ndarray:
-    """(N,) int64 ring per point by 1-D k-means of the elevation angles into ``n_beams`` clusters."""
+    """(N,) int64 ring per point by clustering the elevation angles of a ``n_beams``-beam LiDAR.
+
+    Sorted elevations split where consecutive values are more than half the mean beam spacing apart; with at
+    most ``n_beams`` groups (beams that hit nothing leave none), each group's ring is its centre's distance
+    from the lowest group in median group spacings (evenly spaced beams). Otherwise (beams overlap in
+    elevation) 1-D k-means into ``n_beams`` clusters numbers them from the lowest.
+    """
     elevation = elevation_deg(xyz)
     if len(elevation) == 0:
         return np.zeros(0, dtype=np.int64)
-    ordered = np.sort(elevation)
+    order = np.argsort(elevation, kind="stable")
+    ordered = elevation[order]
+    spread = ordered[-1] - ordered[0]
+    starts = np.flatnonzero(np.diff(ordered) > 0.5 * spread / max(n_beams - 1, 1)) + 1
+    if len(starts) < n_beams:
+        bounds = np.concatenate([[0], starts, [len(ordered)]])
+        centres = np.add.reduceat(ordered, bounds[:-1]) / np.diff(bounds)
+        spacing = np.median(np.diff(centres)) if len(centres) > 1 else 1.0
+        ring_of_group = np.rint((centres - centres[0]) / spacing).astype(np.int64)
+        if len(set(ring_of_group)) == len(centres) and ring_of_group[-1] < n_beams:
+            rings = np.empty(len(elevation), dtype=np.int64)
+            rings[order] = np.repeat(ring_of_group, np.diff(bounds))
+            return rings
+    return _kmeans_rings(ordered, elevation, n_beams)
+
+
+def _kmeans_rings(ordered: np.ndarray, elevation: np.ndarray, n_beams: int) -> np.ndarray:
+    """1-D k-means of the (sorted) elevations into n_beams clusters, started from their quantiles."""
     centres = np.quantile(ordered, (np.arange(n_beams) + 0.5) / n_beams)
     cumulative = np.concatenate([[0.0], np.cumsum(ordered)])
     bounds = np.zeros(n_beams + 1, dtype=np.int64)
