@@ -378,7 +378,7 @@ def evaluate_models(source: Path, models: list[ModelUnderTest], run_dir: Path,
                                                 item.index in example_indices)
                     record.timings_ms = {"decode": decode_ms, **record.timings_ms}
                     evaluation.records.append(record)
-    return _finish(source, run_dir, evaluations, models, info.selection, options, rings)
+    return _finish(source, run_dir, evaluations, models, info.selection, options, rings, info.warning)
 
 
 def evaluate_bag(bag_path: Path, predictor: DepthPredictor, output_kind: str, run_dir: Path,
@@ -413,7 +413,8 @@ def reproduce_node_depth(bag_path: Path, predictor: DepthPredictor, output_kind:
 
 
 def _finish(source: Path, run_dir: Path, evaluations: dict[Variant, BagEvaluation], models: list[ModelUnderTest],
-            selection: TopicSelection, options: EvaluationOptions, rings: _Rings) -> tuple[Path, dict[str, Any]]:
+            selection: TopicSelection, options: EvaluationOptions, rings: _Rings, warning: str | None,
+            ) -> tuple[Path, dict[str, Any]]:
     primary_variant, evaluation = next(iter(evaluations.items()))
     records = evaluation.records
     if not records:
@@ -438,6 +439,7 @@ def _finish(source: Path, run_dir: Path, evaluations: dict[Variant, BagEvaluatio
         "ground_truth": {"source": selection.ground_truth, "crop": options.crop},
         "method_labels": {method.key: method.label for method in options.methods},
         "lidar": {"beams": sorted(rings.native), "rings_from": sorted(rings.how)},
+        "recording_warning": warning,
     }
     summary = summarise(records, context)
     variants = [(variant, summarise(e.records, context)) for variant, e in evaluations.items()]
@@ -637,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    if summary["recording_warning"]:
+        print(f"dpt-ros-eval: warning: {summary['recording_warning']}", file=sys.stderr)
     print(f"report: {report}")
     print(summary["headline"])
     print(one_line_summary(summary))

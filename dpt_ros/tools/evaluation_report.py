@@ -490,6 +490,10 @@ def render_report(summary: dict[str, Any], example_files: list[str]) -> str:
         + (f" — **random weights** (no trained weights found; seeded with --seed {summary['model'].get('seed')}): "
            "the network output is noise, so the DPT numbers show what the LiDAR alignment alone achieves; the "
            "LiDAR-only numbers are real" if summary["model"]["random_weights"] else ""),
+    ]
+    if summary.get("recording_warning"):
+        lines += ["", f"**Warning: {summary['recording_warning']}.**"]
+    lines += [
         "",
         f"Frames: {frames['total']} images, {frames['scored']} scored, {frames['skipped']} skipped. "
         f"Held-out split: {summary['holdout']['description']}; held-out scores use held-out LiDAR points only, at "
