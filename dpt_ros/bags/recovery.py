@@ -159,11 +159,10 @@ def _next_readable(connection: sqlite3.Connection, last_id: int) -> int | None:
 class RecoveredBag:
     """A damaged rosbag2 file's surviving messages, read like an AnyReader (see the module docstring)."""
 
-    def __init__(self, path: Path) -> None:
-        from dpt_ros.bags.rosbag_io import TYPESTORE
-
+    def __init__(self, path: Path, typestore: Any) -> None:
+        """path: the .mcap or .db3 file; typestore: the rosbags typestore that deserialises its messages."""
         self.path = path
-        self._typestore = TYPESTORE
+        self._typestore = typestore
         if path.suffix == ".mcap":
             self._mcap: _McapFile | None = _McapFile(path)
             channels = {cid: (topic, self._mcap.schemas.get(schema, "?"))

@@ -310,7 +310,7 @@ def _recover(path: Path) -> Any:
     if len(storage) != 1:
         return None
     try:
-        return RecoveredBag(storage[0])
+        return RecoveredBag(storage[0], TYPESTORE)
     except (RecoveryError, OSError, ValueError, struct.error):
         return None
 

@@ -1,13 +1,17 @@
-"""`dpt-ros-eval BAG`: score the depth node's core path on a recorded bag against held-out LiDAR points.
+"""`dpt-ros-eval BAG`: score the depth node's core path on a recorded bag or a KITTI raw drive.
 
 No ROS runtime needed (rosbags + the ROS-free core). Each frame runs exactly what the node runs — the node's
 configuration (`DepthNodeConfig`, from its parameters file and options), its `DepthPipeline` with the same
 inference engine and LiDAR-aligned depth stage (projection, robust scale/shift fit, temporal filter, metres) —
-but the stage only sees the *fitting* part of each scan; the *held-out* part scores the result, together
-with baselines on the same points: plain least squares, median scaling and LiDAR only.
+but the stage only sees the *fitting* part of each scan; the *held-out* part scores the result. With dense
+ground truth (a depth topic, KITTI's annotated depth) every ground-truth pixel is scored too. Baselines
+(plain least squares, median scaling, a metric preset as published, LiDAR-only nearest neighbour and IP-Basic)
+are scored on exactly the same pixels; the methods are a registry (`dpt_ros.eval.methods`). Optionally the
+fitting scan is thinned to fewer beams (`--beams`) and several models are compared (`--model a --model b`).
 
 Writes metrics.json, per_frame.csv, PNG plots and report.md into the run folder (and optionally a bag with
-the depth for RViz / Foxglove). Problems with the bag end with one clear message and exit status 2.
+the depth for RViz / Foxglove). Problems with the input end with one clear message and exit status 2; a
+recording cut short is evaluated as far as it can be read, with a warning.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from dpt_ros.geometry.rings import beam_stride, keep_every_kth_ring, recover_rin
 from dpt_ros.pipeline.depth import DepthEstimate, DepthPipeline, Frame, LidarFrameInput
 from dpt_ros.tools.evaluation_report import (
     FrameRecord,
+    Variant,
     beam_sweep,
     headline,
     model_comparison,
@@ -188,18 +193,6 @@ def _record_alignment(record: FrameRecord, aligned: AlignedDepth) -> None:
         record.fit_scale, record.fit_shift, record.fit_inlier_ratio = fit.scale, fit.shift, fit.inlier_ratio
     else:
         record.fit_reason = fit.reason if fit is not None else (aligned.note or "no fit")
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One configuration scored on every frame: a model at a LiDAR density (beams None = as recorded)."""
-
-    model: str
-    beams: int | None
-
-    @property
-    def label(self) -> str:
-        return f"{self.model}, {'all' if self.beams is None else self.beams} beams"
 
 
 class BagEvaluation:

@@ -13,9 +13,10 @@ import math
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from dpt_ros.eval.holdout import (
     mean_metrics,
     score_by_range,
 )
+from dpt_ros.eval.methods import DepthMethod
 
 HEADLINE_METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1")
 
@@ -276,6 +278,24 @@ def plot_per_frame(records: list[FrameRecord], labels: dict[str, str], ground_tr
 _TABLE_METRICS = ("abs_rel", "rmse", "delta1")
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One configuration scored on every frame: a model at a LiDAR density (beams None = as recorded)."""
+
+    model: str
+    beams: int | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}, {'all' if self.beams is None else self.beams} beams"
+
+
+class _Model(Protocol):
+    name: str
+    output_kind: str
+    info: dict[str, Any]
+
+
 def _alignment_success(summary: dict[str, Any]) -> float | None:
     scored = summary["frames"]["scored"]
     return summary["alignment_fits"]["succeeded"] / scored if scored else None
@@ -288,7 +308,8 @@ def _latency_ms(summary: dict[str, Any]) -> float | None:
     return float(sum(stages)) if stages else None
 
 
-def beam_sweep(variants: list[tuple[Any, dict[str, Any]]], model: str, methods: Any) -> list[dict[str, Any]]:
+def beam_sweep(variants: list[tuple[Variant, dict[str, Any]]], model: str, methods: Sequence[DepthMethod],
+               ) -> list[dict[str, Any]]:
     """Accuracy vs LiDAR beams for ``model``: one row per beam count (variant.beams, None = as recorded),
     each method's main metrics (``main_metrics``) and the alignment's success rate."""
     rows = []
@@ -302,8 +323,8 @@ def beam_sweep(variants: list[tuple[Any, dict[str, Any]]], model: str, methods: 
     return rows
 
 
-def model_comparison(variants: list[tuple[Any, dict[str, Any]]], models: list[Any], methods: Any,
-                     ) -> list[dict[str, Any]]:
+def model_comparison(variants: list[tuple[Variant, dict[str, Any]]], models: Sequence[_Model],
+                     methods: Sequence[DepthMethod]) -> list[dict[str, Any]]:
     """One row per model at the run's first beam setting: each network method's main metrics, alignment
     success rate and latency per frame (inference + alignment, ms)."""
     rows = []
