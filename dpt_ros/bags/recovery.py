@@ -15,6 +15,7 @@ Messages come in file order (time order for a recorder that writes them as they 
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import sqlite3
@@ -110,9 +111,11 @@ class _McapFile:
         from rosbags.rosbag2.errors import ReaderError
         from rosbags.rosbag2.storage_mcap import decompress
 
-        data = self.path.read_bytes()
-        if not data.startswith(MCAP_MAGIC):
-            raise RecoveryError(f"{self.path} does not start like an mcap file")
+        with self.path.open("rb") as file:
+            if file.read(len(MCAP_MAGIC)) != MCAP_MAGIC:
+                raise RecoveryError(f"{self.path} does not start like an mcap file")
+            # mapped, not read: a recording of many GB is paged in chunk by chunk, never held whole
+            data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
         for opcode, body in self._records(data, len(MCAP_MAGIC), len(data)):
             if opcode != _CHUNK:
                 yield from self._inner(opcode, body, count_only)

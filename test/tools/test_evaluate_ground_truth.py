@@ -10,10 +10,17 @@ import pytest
 
 import dpt_ros.app.depth_setup as depth_setup
 from dpt_ros.bags.frames import select_topics
-from dpt_ros.bags.rosbag_io import BagError, bag_topics, open_bag
+from dpt_ros.bags.rosbag_io import CAMERA_INFO, IMAGE, POINT_CLOUD, BagError, TopicInfo, bag_topics, open_bag
 from dpt_ros.eval.holdout import HoldoutConfig
 from dpt_ros.sim.drive import render_sequence
-from dpt_ros.tools.evaluate_bag import EvaluationOptions, ModelUnderTest, evaluate_bag, evaluate_models, main
+from dpt_ros.tools.evaluate_bag import (
+    EvaluationError,
+    EvaluationOptions,
+    ModelUnderTest,
+    evaluate_bag,
+    evaluate_models,
+    main,
+)
 from dpt_ros.tools.make_sample_bag import GROUND_TRUTH_TOPIC, write_sample_bag
 from support.environment import REAL_DATA
 from support.exact_scene import TruthPredictor, exact_config
@@ -68,6 +75,12 @@ def test_depth_topics_are_not_camera_candidates(truth_bags):
     assert select_topics(topics).image == "/camera/image_raw"
     with pytest.raises(BagError, match="must be a depth image"):
         select_topics(topics, ground_truth="/camera/image_raw")
+    # KITTI depth-completion style: a camera, its ground truth and the projected LiDAR as 32FC1 images
+    kitti_like = [TopicInfo("/image", IMAGE, 5, "bgr8"), TopicInfo("/depth_gt", IMAGE, 5, "32FC1"),
+                  TopicInfo("/velodyne_raw", IMAGE, 5, "32FC1"), TopicInfo("/camera_info", CAMERA_INFO, 5),
+                  TopicInfo("/points", POINT_CLOUD, 5)]
+    assert select_topics(kitti_like).image == "/image"
+    assert select_topics(kitti_like, ground_truth="/depth_gt").ground_truth == "/depth_gt"
 
 
 def _spy_fitting_rings(monkeypatch, elevations: np.ndarray) -> list[set[int]]:
@@ -116,11 +129,11 @@ def test_the_density_sweep_keeps_every_kth_ring_and_lidar_only_degrades(truth_ba
 
 def test_beam_counts_must_divide_the_lidars(truth_bags, tmp_path):
     options = EvaluationOptions(holdout=HoldoutConfig(fraction=0.0), progress=False, beams=(64,))
-    with pytest.raises(Exception, match="cannot thin a 32-beam LiDAR to 64 beams"):
+    with pytest.raises(EvaluationError, match="cannot thin a 32-beam LiDAR to 64 beams"):
         evaluate_bag(truth_bags["32FC1"], TruthPredictor(exact_config()), "relative_inverse_depth", tmp_path / "r",
                      options, TOPICS)
     options = EvaluationOptions(holdout=HoldoutConfig(fraction=0.0), progress=False, beams=(16,))
-    with pytest.raises(Exception, match="--lidar-beams"):
+    with pytest.raises(EvaluationError, match="--lidar-beams"):
         evaluate_bag(truth_bags["no_ring"], TruthPredictor(exact_config()), "relative_inverse_depth", tmp_path / "r",
                      options, TOPICS)
 
