@@ -203,7 +203,8 @@ class BagEvaluation:
         self.output_kind, self.options = model.output_kind, options
         self.node = NodePath(shared or model.predictor, model.output_kind, options.node_config)
         self.records: list[FrameRecord] = []
-        self.examples: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # index -> rgb, the node's depth
+        # index -> rgb, the node's depth, ground truth
+        self.examples: dict[int, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
         self._previous: tuple[np.ndarray, np.ndarray] | None = None  # rgb, depth of the last scored frame
         self.output = output
 
@@ -224,7 +225,7 @@ class BagEvaluation:
                 record.flicker = static_pixel_flicker(self._previous[0], inputs.rgb, self._previous[1], node_depth)
             self._previous = (inputs.rgb, node_depth)
         if example:
-            self.examples[pair.index] = (inputs.rgb, node_depth)
+            self.examples[pair.index] = (inputs.rgb, node_depth, inputs.ground_truth)
         if self.output is not None and node_depth is not None:
             _write_outputs(self.output, pair.stamp_ns, inputs, node_depth, node_frame.cloud)
         return record
@@ -283,8 +284,12 @@ def open_source(path: Path, options: EvaluationOptions, topics: dict[str, str | 
                 ) -> tuple[BagFrames, Iterator[Any], Callable[[], None]]:
     """A bag or a KITTI raw drive folder as (info, frames as ``decoded_frames`` yields them, close)."""
     if path.is_dir() and is_kitti_drive(path):
+        if topics and topics.get("ground_truth"):
+            raise EvaluationError("--gt-topic is for bags; a KITTI drive's ground truth is a folder (--gt-dir)")
         info, frames = kitti_frames(path, options.max_frames, options.ground_truth)
         return info, frames, lambda: None
+    if options.ground_truth is not None:
+        raise EvaluationError("--gt-dir is for KITTI drives; a bag's ground truth is a topic (--gt-topic)")
     reader = open_bag(path)
     try:
         info, frames = decoded_frames(reader, options.node_config, options.max_frames, topics)
@@ -444,14 +449,23 @@ def _finish(source: Path, run_dir: Path, evaluations: dict[Variant, BagEvaluatio
         stale.unlink()
     example_files = []
     records_by_index = {r.index: r for r in records}
-    for index, (rgb, depth) in sorted(evaluation.examples.items()):
+    for index, (rgb, depth, truth) in sorted(evaluation.examples.items()):
         record = records_by_index[index]
-        held = record.held_out or PixelSamples(np.zeros(0, int), np.zeros(0, int), np.zeros(0))
-        relative_error = record.predictions["node"] / held.depth - 1.0 if record.held_out else np.zeros(0)
-        abs_rel = ((record.scores.get("node") or record.gt_scores.get("node")).metrics or {}).get("abs_rel", math.nan)
+        if record.held_out is not None or truth is None:  # error at the held-out LiDAR points
+            held = record.held_out or PixelSamples(np.zeros(0, int), np.zeros(0, int), np.zeros(0))
+            rows, cols, reference, scores = held.row, held.col, held.depth, record.scores.get("node")
+            where = "held-out LiDAR points"
+        else:  # error at (every 4th, for legibility) ground-truth pixel
+            rows, cols = (axis[::4] for axis in np.nonzero(np.isfinite(truth)))
+            reference, scores, where = truth[rows, cols], record.gt_scores.get("node"), "ground-truth pixels"
+        with np.errstate(invalid="ignore"):
+            relative_error = (depth[rows, cols] / reference - 1.0 if depth is not None
+                              else np.full(len(rows), np.nan))
+        abs_rel = ((scores.metrics if scores else None) or {}).get("abs_rel", math.nan)
         name = f"example_{index:04d}.png"
-        plot_example(rgb, depth, held.row, held.col, relative_error,
-                     f"frame {index}: AbsRel {abs_rel:.3f} ({primary_variant.label})", run_dir / name)
+        plot_example(rgb, depth, rows, cols, relative_error,
+                     f"frame {index}: AbsRel {abs_rel:.3f} on {where} ({primary_variant.label})", run_dir / name,
+                     where)
         example_files.append(name)
     return write_run_folder(run_dir, records, summary, example_files), summary
 

@@ -415,8 +415,9 @@ def plot_scale_shift(records: list[FrameRecord], path: Path) -> None:
 
 
 def plot_example(rgb: np.ndarray, depth: np.ndarray | None, rows: np.ndarray, cols: np.ndarray,
-                 relative_error: np.ndarray, title: str, path: Path) -> None:
-    """image | metric depth | signed relative error (pred/lidar − 1) at the held-out LiDAR pixels."""
+                 relative_error: np.ndarray, title: str, path: Path, where: str = "held-out LiDAR points") -> None:
+    """image | metric depth | signed relative error (pred/reference − 1) at (rows, cols): ``where`` says what
+    the reference is (held-out LiDAR points or ground-truth pixels)."""
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.3))
@@ -428,8 +429,8 @@ def plot_example(rgb: np.ndarray, depth: np.ndarray | None, rows: np.ndarray, co
     axes[1].set_title("depth (the node's output)")
     axes[2].imshow(rgb.mean(axis=2), cmap="gray", vmin=0, vmax=255)
     points = axes[2].scatter(cols, rows, c=relative_error, s=4, cmap="coolwarm", vmin=-0.3, vmax=0.3)
-    figure.colorbar(points, ax=axes[2], fraction=0.035, label="pred / LiDAR − 1")
-    axes[2].set_title("error at held-out LiDAR points")
+    figure.colorbar(points, ax=axes[2], fraction=0.035, label="pred / reference − 1")
+    axes[2].set_title(f"error at {where}")
     for axis in axes:
         axis.axis("off")
     figure.suptitle(title, fontsize=9)

@@ -1,6 +1,7 @@
 """dpt-ros-eval against dense ground truth: bag ground-truth topics, LiDAR density sweeps, model comparison,
 seeded random weights and KITTI raw drives (the real frame in ../shared/realdata)."""
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -13,6 +14,7 @@ from dpt_ros.bags.frames import select_topics
 from dpt_ros.bags.rosbag_io import CAMERA_INFO, IMAGE, POINT_CLOUD, BagError, TopicInfo, bag_topics, open_bag
 from dpt_ros.eval.holdout import HoldoutConfig
 from dpt_ros.sim.drive import render_sequence
+from dpt_ros.sim.scene import Plane, Scene, Surface
 from dpt_ros.tools.evaluate_bag import (
     EvaluationError,
     EvaluationOptions,
@@ -64,6 +66,23 @@ def test_a_perfect_predictor_scores_zero_on_dense_ground_truth(truth_bags, encod
     text = report.read_text()
     assert "## Error on dense ground truth" in text and "LiDAR only: IP-Basic morphological fill" in text
     assert "## Held-out error" not in text
+
+
+def test_lidar_only_baselines_are_exact_on_a_fronto_parallel_wall(tmp_path):
+    """One wall facing the camera 20 m away: every pixel's depth is 20 m, so any LiDAR densification of it is
+    exact, at every beam count."""
+    config = dataclasses.replace(exact_config(), n_frames=2,
+                                 scene=Scene((Plane((-1.0, 0.0, 0.0), -20.0, Surface((0.6, 0.6, 0.5), 2.0)),)))
+    bag = write_sample_bag(tmp_path / "wall", "mcap", config, ground_truth="32FC1").path
+    options = EvaluationOptions(holdout=HoldoutConfig(fraction=0.0), progress=False, n_examples=0,
+                                beams=(32, 8, 2))
+    _, summary = evaluate_bag(bag, TruthPredictor(config), "relative_inverse_depth", tmp_path / "run", options,
+                              TOPICS)
+    for row in summary["sweep"]:
+        for baseline in ("lidar_only", "ip_basic"):
+            assert row["methods"][baseline]["abs_rel"] < 1e-6 and row["methods"][baseline]["delta1"] == 1.0
+    truth = summary["methods"]["ip_basic"]["ground_truth"]
+    assert truth["coverage"] == 1.0 and truth["pixels_scored"] == 2 * 160 * 120
 
 
 def test_depth_topics_are_not_camera_candidates(truth_bags):
@@ -186,7 +205,8 @@ KITTI_FRAME = REAL_DATA / "kitti_raw_2011_09_26_drive_0001_frame5"
 
 
 def kitti_drive(root: Path) -> Path:
-    """The real KITTI frame laid out as a KITTI raw drive (frame 5) with its annotated depth merged in."""
+    """The real KITTI frame laid out as a KITTI raw drive (frame 5, with its annotated depth merged in; frame 6
+    a copy without)."""
     if not KITTI_FRAME.is_dir():
         pytest.skip(f"real KITTI frame not found at {KITTI_FRAME} (../shared/realdata; DPT_ROS_REAL_DATA)")
     date = root / "2011_09_26"
@@ -197,6 +217,9 @@ def kitti_drive(root: Path) -> Path:
              drive / "velodyne_points" / "data" / "0000000005.bin": KITTI_FRAME / "raw" / "lidar_data.bin",
              drive / "proj_depth" / "groundtruth" / "image_02" / "0000000005.png":
                  KITTI_FRAME / "depth_completion" / "groundtruth_image_02.png"}
+    # frame 6: the same image and scan again, without annotated depth (like KITTI's first frames)
+    links[drive / "image_02" / "data" / "0000000006.png"] = links[drive / "image_02" / "data" / "0000000005.png"]
+    links[drive / "velodyne_points" / "data" / "0000000006.bin"] = KITTI_FRAME / "raw" / "lidar_data.bin"
     for link, target in links.items():
         link.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(target, link)
@@ -212,10 +235,11 @@ class ConstantPredictor:
 
 def test_kitti_raw_drive_lidar_only_against_kittis_ground_truth(tmp_path):
     drive = kitti_drive(tmp_path)
-    options = EvaluationOptions(holdout=HoldoutConfig(fraction=0.0), progress=False, n_examples=1,
+    options = EvaluationOptions(holdout=HoldoutConfig(fraction=0.0), progress=False, n_examples=2,
                                 beams=(64, 32, 16, 8))
     report, summary = evaluate_bag(drive, ConstantPredictor(), "relative_inverse_depth", tmp_path / "run", options)
-    assert summary["ground_truth"]["frames"] == 1
+    assert summary["frames"]["scored"] == 2 and summary["ground_truth"]["frames"] == 1
+    assert (report.parent / "example_0000.png").exists() and (report.parent / "example_0001.png").exists()
     assert summary["lidar"] == {"beams": [64], "rings_from": ["scan order"]}
     truth = summary["methods"]["lidar_only"]["ground_truth"]
     # KITTI's ground truth covers ~19.5 % of the 1242×375 pixels; most are within 80 m
