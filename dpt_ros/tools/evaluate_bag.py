@@ -300,17 +300,16 @@ def open_source(path: Path, options: EvaluationOptions, topics: dict[str, str | 
 
 
 class _Rings:
-    """Each frame's ring per point for the density sweep: the cloud's ring field, else recovered."""
+    """Each frame's ring per point (for the density sweep and whole-beam hold-out): the cloud's ring field,
+    else recovered from the points (``dpt_ros.geometry.rings``); records how and the beam counts seen."""
 
     def __init__(self, options: EvaluationOptions) -> None:
         self.options = options
         self.how: set[str] = set()
         self.native: set[int] = set()
 
-    def keep_masks(self, inputs: FrameInputs, beams: list[int | None]) -> list[np.ndarray]:
-        """(N,) bool per beam setting: the points on the kept rings (None keeps all)."""
-        if beams == [None]:
-            return [np.ones(len(inputs.xyz), bool)]
+    def rings(self, inputs: FrameInputs) -> tuple[np.ndarray, int]:
+        """(N,) int64 ring per point and the LiDAR's beam count."""
         native = self.options.lidar_beams or inputs.n_beams
         if inputs.ring is not None:
             ring, how = np.asarray(inputs.ring).astype(np.int64), "the cloud's ring field"
@@ -323,8 +322,13 @@ class _Rings:
             ring, how = recover_rings(inputs.xyz, native)
         self.how.add(how)
         self.native.add(int(native))
+        return ring, int(native)
+
+    @staticmethod
+    def keep_masks(ring: np.ndarray, native: int, beams: list[int | None]) -> list[np.ndarray]:
+        """(N,) bool per beam setting: the points on the kept rings (None keeps all)."""
         try:
-            return [np.ones(len(inputs.xyz), bool) if n is None else keep_every_kth_ring(ring, beam_stride(native, n))
+            return [np.ones(len(ring), bool) if n is None else keep_every_kth_ring(ring, beam_stride(native, n))
                     for n in beams]
         except ValueError as error:
             raise EvaluationError(str(error)) from None
@@ -369,8 +373,11 @@ def evaluate_models(source: Path, models: list[ModelUnderTest], run_dir: Path,
                     for evaluation in evaluations.values():
                         evaluation.skip(item.index, item.stamp_ns, item.reason)
                     continue
-                held_mask = holdout_mask(len(inputs.xyz), holdout, item.index, inputs.ring)
-                keep = dict(zip(beams, rings.keep_masks(inputs, beams)))
+                ring, native = (rings.rings(inputs) if beams != [None] or holdout.every_kth_beam
+                                else (None, 0))
+                held_mask = holdout_mask(len(inputs.xyz), holdout, item.index, ring)
+                keep = dict(zip(beams, rings.keep_masks(ring, native, beams))) if ring is not None \
+                    else {None: np.ones(len(inputs.xyz), bool)}
                 for variant, evaluation in evaluations.items():
                     record = evaluation.process(item, inputs, held_mask, ~held_mask & keep[variant.beams],
                                                 item.index in example_indices)

@@ -251,3 +251,28 @@ def test_kitti_raw_drive_lidar_only_against_kittis_ground_truth(tmp_path):
     ip_basic = [row["methods"]["ip_basic"]["abs_rel"] for row in summary["sweep"]]
     assert ip_basic[0] < errors[0]  # the classical completion beats nearest neighbour at full density
     assert (report.parent / "beams_sweep.png").stat().st_size > 0
+
+
+def test_whole_beams_are_held_out_of_a_cloud_without_ring_field(truth_bags, tmp_path, monkeypatch):
+    """--holdout-every-kth-beam works on recovered rings too: the aligner never sees beams 0, 4, 8, ..."""
+    lidar = exact_config().lidar
+    seen = _spy_fitting_rings(monkeypatch, np.linspace(lidar.elevation_min_deg, lidar.elevation_max_deg,
+                                                       lidar.n_beams))
+    options = EvaluationOptions(holdout=HoldoutConfig(fraction=0.0, every_kth_beam=4), progress=False, n_examples=0,
+                                lidar_beams=32)
+    _, summary = evaluate_bag(truth_bags["no_ring"], TruthPredictor(exact_config()), "relative_inverse_depth",
+                              tmp_path / "run", options, TOPICS)
+    assert all(rings and not any(r % 4 == 0 for r in rings) for rings in seen)
+    assert summary["methods"]["node"]["points_scored"] > 100
+
+
+def test_cli_user_errors_of_the_new_options_are_one_line_and_exit_2(truth_bags, tmp_path, capsys):
+    common = [str(truth_bags["32FC1"]), "--run-dir", str(tmp_path / "run"), "--allow-random-weights", "--model",
+              "dpt_large_midas", "--no-progress", "--architecture-overrides", TINY_ARCHITECTURE, "--input-size",
+              "160", "128"]
+    for extra, message in ((["--beams", "64"], "cannot thin a 32-beam LiDAR to 64 beams"),
+                           (["--gt-topic", "/camera/image_raw"], "must be a depth image"),
+                           (["--gt-dir", str(tmp_path)], "--gt-dir is for KITTI drives")):
+        assert main(common + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.startswith("dpt-ros-eval: ") and "Traceback" not in err, err
