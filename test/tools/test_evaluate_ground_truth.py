@@ -276,3 +276,41 @@ def test_cli_user_errors_of_the_new_options_are_one_line_and_exit_2(truth_bags, 
         assert main(common + extra) == 2
         err = capsys.readouterr().err
         assert message in err and err.startswith("dpt-ros-eval: ") and "Traceback" not in err, err
+
+
+def test_ground_truth_is_paired_by_stamp_even_when_recorded_late(tmp_path):
+    """Ground truth recorded 0.35 s after its image (a slow depth source) still pairs by header stamp; an image
+    whose ground truth never came gets none and is not held back for ever."""
+    from dpt_ros.bags.frames import paired_frames
+    from dpt_ros.bags.rosbag_io import BagWriter, make_camera_info, make_image, make_point_cloud
+
+    second = 1_000_000_000
+    stamps = [second + i * second // 10 for i in range(6)]
+    with BagWriter(tmp_path / "late", "mcap") as bag:
+        for topic, msgtype in (("/cam/image", IMAGE), ("/cam/info", CAMERA_INFO), ("/points", POINT_CLOUD),
+                               ("/gt", IMAGE)):
+            bag.add_topic(topic, msgtype)
+        K = np.array([[50.0, 0, 8], [0, 50, 6], [0, 0, 1]])
+        points = {"x": np.ones(3, np.float32), "y": np.zeros(3, np.float32), "z": np.zeros(3, np.float32)}
+        events = []
+        for i, stamp in enumerate(stamps):
+            events += [(stamp, "/cam/info", make_camera_info(K, 16, 12, stamp, "cam")),
+                       (stamp, "/points", make_point_cloud(points, stamp, "lidar")),
+                       (stamp + 1, "/cam/image", make_image(np.zeros((12, 16, 3), np.uint8), "rgb8", stamp, "cam"))]
+            if i != 2:  # frame 2's ground truth is lost
+                depth = np.full((12, 16), 1.0 + i, np.float32)
+                events.append((stamp + 350_000_000, "/gt", make_image(depth, "32FC1", stamp, "cam")))
+        for received, topic, message in sorted(events, key=lambda event: event[0]):
+            bag.write(topic, received, message)
+    reader = open_bag(tmp_path / "late")
+    selection = select_topics(bag_topics(reader), ground_truth="/gt")
+    assert selection.image == "/cam/image"
+    pairs = list(paired_frames(reader, selection))
+    reader.close()
+    assert [p.index for p in pairs] == list(range(6))
+    for pair in pairs:
+        if pair.index == 2:
+            assert pair.ground_truth is None
+        else:
+            values = np.frombuffer(bytes(pair.ground_truth.data), "<f4")
+            assert np.all(values == 1.0 + pair.index)
