@@ -326,7 +326,8 @@ def beam_sweep(variants: list[tuple[Variant, dict[str, Any]]], model: str, metho
 def model_comparison(variants: list[tuple[Variant, dict[str, Any]]], models: Sequence[_Model],
                      methods: Sequence[DepthMethod]) -> list[dict[str, Any]]:
     """One row per model at the run's first beam setting: each network method's main metrics, alignment
-    success rate and latency per frame (inference + alignment, ms)."""
+    success rate and latency per frame (inference + alignment, ms). LiDAR-only methods are the same for every
+    model: the report shows them once (``summary["methods"]``)."""
     rows = []
     for model in models:
         variant, summary = next((v, s) for v, s in variants if v.model == model.name)
@@ -334,7 +335,7 @@ def model_comparison(variants: list[tuple[Variant, dict[str, Any]]], models: Seq
                      "random_weights": bool(model.info.get("random_weights", False)),
                      "alignment_success_rate": _alignment_success(summary), "latency_ms": _latency_ms(summary),
                      "methods": {m.key: {k: (main_metrics(summary, m.key) or {}).get(k) for k in _TABLE_METRICS}
-                                 for m in methods if m.key in summary["methods"]}})
+                                 for m in methods if m.uses_network and m.key in summary["methods"]}})
     return rows
 
 
@@ -496,6 +497,10 @@ def _model_rows(summary: dict[str, Any]) -> list[str]:
         name = row["model"] + (" (random weights)" if row["random_weights"] else "")
         lines.append(f"| {name} | " + " | ".join(cells)
                      + f" | {_fmt(row['alignment_success_rate'], 2)} | {_fmt(row['latency_ms'], 1)} |")
+    lidar_only = [(key, data) for key, data in summary["methods"].items() if key not in network]
+    lines += ["", "Without a network, on the same pixels: " + "; ".join(
+        f"{data['label']} AbsRel {_fmt((main_metrics(summary, key) or {}).get('abs_rel'))} / δ1 "
+        f"{_fmt((main_metrics(summary, key) or {}).get('delta1'))}" for key, data in lidar_only) + "."]
     return lines
 
 
