@@ -2,7 +2,8 @@
 
 - **mcap** without its footer or summary (or with a torn last chunk): the file is walked record by record from
   the start; every complete chunk whose checksum holds (and every complete message outside chunks) gives its
-  schemas, channels and messages. Reading stops at the first incomplete or impossible record.
+  schemas, channels and messages. A chunk that fails its checksum is skipped; reading stops at the first
+  incomplete or impossible record.
 - **sqlite3** whose last pages are torn ("database disk image is malformed"): from a temporary working copy
   (see ``RecoveredBag._working_copy``; it takes the recording's size on disk), the topics table and every
   ``messages`` row SQLite can still read, in row order; rows on a damaged page are skipped and the scan
@@ -126,9 +127,10 @@ class _McapFile:
             try:
                 records = decompress(bytes(body[offset + 8 : offset + 8 + size]), compression, uncompressed_size, crc)
             except (ReaderError, RuntimeError, ValueError) as error:
-                self.damage = f"a damaged chunk ({error})"
-                return
-            self.chunks += count_only
+                self.damage = f"a damaged chunk ({error})"  # skipped; the chunks after it may be whole
+                continue
+            if count_only:
+                self.chunks += 1
             messages = []
             for inner_opcode, inner_body in self._records(records, 0, len(records)):
                 messages.extend(self._inner(inner_opcode, inner_body, count_only))
@@ -145,8 +147,8 @@ def _readable_after(connection: sqlite3.Connection, row_id: int) -> bool:
 
 
 def _next_readable(connection: sqlite3.Connection, last_id: int) -> int | None:
-    """The largest id X such that rows after X are readable again, past the damage that follows ``last_id``
-    (rows of one page have consecutive ids): exponential then binary search; None when nothing follows."""
+    """The first id X past the damage that follows ``last_id`` after which rows are readable again (rows of
+    one page have consecutive ids): exponential, then binary search over ids; None when nothing follows."""
     step = 1
     while not _readable_after(connection, last_id + step):
         step *= 2
@@ -172,7 +174,7 @@ class RecoveredBag:
                         for cid, (topic, schema) in self._mcap.channels.items()}
             counts = self._mcap.counts
             unit = f"{self._mcap.chunks} complete chunks"
-            damage = self._mcap.damage or "no footer or summary"
+            damage = self._mcap.damage or "its index or metadata unreadable"
         else:
             self._mcap = None
             self._copy = self._working_copy()

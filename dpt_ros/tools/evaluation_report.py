@@ -373,7 +373,7 @@ def plot_beam_sweep(summary: dict[str, Any], path: Path) -> None:
         axis.set_xlabel("LiDAR beams given to the methods")
         axis.set_ylabel(f"{name} ({rows[0]['basis'] if rows else ''})")
     axes[0].legend(fontsize=7)
-    figure.suptitle("Accuracy vs LiDAR density", fontsize=10)
+    figure.suptitle("Accuracy vs LiDAR density", fontsize=10, y=1.03)
     _save(figure, path)
     plt.close(figure)
 
@@ -392,7 +392,7 @@ def plot_models(summary: dict[str, Any], path: Path) -> None:
         axis.bar(np.arange(len(rows)), [np.nan if v is None else v for v in values])
         axis.set_xticks(np.arange(len(rows)), names, rotation=20, fontsize=7)
         axis.set_title(title, fontsize=9)
-    figure.suptitle("Model comparison on the same frames and points", fontsize=10)
+    figure.suptitle("Model comparison on the same frames and points", fontsize=10, y=1.03)
     _save(figure, path)
     plt.close(figure)
 
