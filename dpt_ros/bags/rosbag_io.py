@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -249,24 +250,37 @@ class BagWriter:
 
 @dataclass(frozen=True)
 class TopicInfo:
+    """encoding: the first message's ``encoding`` for sensor_msgs/Image topics (rgb8, 32FC1, ...), else ""."""
+
     name: str
     msgtype: str
     count: int
+    encoding: str = ""
+
+
+def _first_encoding(reader: Any, topic: str) -> str:
+    for _, _, message in iterate_messages(reader, [topic]):
+        return str(message.encoding)
+    return ""
 
 
 def bag_topics(reader: Any) -> list[TopicInfo]:
-    """Topics of an open AnyReader, sorted by name."""
-    return sorted((TopicInfo(name, info.msgtype or "?", info.msgcount) for name, info in reader.topics.items()),
-                  key=lambda topic: topic.name)
+    """Topics of an open reader, sorted by name (Image topics with their encoding: one message read each)."""
+    return sorted((TopicInfo(name, info.msgtype or "?", info.msgcount,
+                             _first_encoding(reader, name) if info.msgtype == IMAGE and info.msgcount else "")
+                   for name, info in reader.topics.items()), key=lambda topic: topic.name)
 
 
 def describe_topics(topics: list[TopicInfo]) -> str:
-    return "\n".join(f"  {t.name}  [{t.msgtype}]  {t.count} messages" for t in topics) or "  (no topics)"
+    return "\n".join(f"  {t.name}  [{t.msgtype}{', ' + t.encoding if t.encoding else ''}]  {t.count} messages"
+                     for t in topics) or "  (no topics)"
 
 
 def open_bag(path: Path | str) -> Any:
     """An open ``rosbags.highlevel.AnyReader`` for a rosbag2 directory (mcap/sqlite3), a lone ``.mcap``/``.db3``
-    file inside one, or a ROS 1 ``.bag`` file. Every failure becomes a :class:`BagError` naming the path."""
+    file inside one, or a ROS 1 ``.bag`` file. A rosbag2 recording cut short (an mcap without footer, a sqlite3
+    file with torn pages, a missing metadata.yaml) gives a ``dpt_ros.bags.recovery.RecoveredBag`` of what
+    survives (``reading_warning`` says how much). Every other failure becomes a :class:`BagError` naming the path."""
     from rosbags.highlevel import AnyReader
 
     path = Path(path)
@@ -280,8 +294,30 @@ def open_bag(path: Path | str) -> Any:
     try:
         reader.open()
     except Exception as error:  # rosbags raises several unrelated types for damaged files
-        raise BagError(f"cannot read bag {path}: {error}") from None
+        recovered = _recover(path)
+        if recovered is None:
+            raise BagError(f"cannot read bag {path}: {error}") from None
+        return recovered
     return reader
+
+
+def _recover(path: Path) -> Any:
+    """What survives of a rosbag2 directory with one damaged mcap or sqlite3 file (``dpt_ros.bags.recovery``),
+    or None when it is not such a bag or nothing survives."""
+    from dpt_ros.bags.recovery import RecoveredBag, RecoveryError
+
+    storage = sorted(path.glob("*.mcap")) + sorted(path.glob("*.db3")) if path.is_dir() else []
+    if len(storage) != 1:
+        return None
+    try:
+        return RecoveredBag(storage[0], TYPESTORE)
+    except (RecoveryError, OSError, ValueError, struct.error):
+        return None
+
+
+def reading_warning(reader: Any) -> str | None:
+    """Why a bag was only partly read (a recovered, damaged recording), or None for an intact one."""
+    return getattr(reader, "warning", None)
 
 
 def iterate_messages(reader: Any, topics: list[str]) -> Iterator[tuple[str, int, Any]]:

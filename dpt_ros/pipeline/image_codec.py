@@ -100,3 +100,31 @@ def depth_to_16uc1_mm(depth_m: np.ndarray) -> np.ndarray:
     millimetres = np.rint(np.asarray(depth_m, dtype=np.float32) * np.float32(1000.0))
     valid = np.isfinite(millimetres) & (millimetres > 0) & (millimetres <= MAX_MILLIMETRES)
     return np.where(valid, millimetres, 0).astype("<u2")
+
+
+# REP 118 depth image encodings -> (numpy dtype, metres per unit)
+DEPTH_ENCODINGS: Final[dict[str, tuple[str, float]]] = {"32FC1": ("f4", 1.0), "16UC1": ("u2", 1e-3)}
+
+
+def decode_depth_image(data: bytes | memoryview, width: int, height: int, encoding: str, step: int,
+                       is_bigendian: bool = False) -> np.ndarray:
+    """A REP 118 depth image buffer -> (height, width) float32 metres, NaN where invalid.
+
+    32FC1 is metres (NaN, Inf and values <= 0 invalid); 16UC1 is millimetres (0 invalid). Rows may be padded
+    (step >= width x bytes per pixel). Raises InputError like ``decode_raw_image``.
+    """
+    if width <= 0 or height <= 0:
+        raise InputError(ZERO_SIZE, f"depth image is {width}x{height} pixels")
+    if encoding not in DEPTH_ENCODINGS:
+        raise InputError(UNKNOWN_ENCODING,
+                         f"depth encoding {encoding!r} is not supported; use one of {sorted(DEPTH_ENCODINGS)}")
+    code, metres_per_unit = DEPTH_ENCODINGS[encoding]
+    dtype = np.dtype((">" if is_bigendian else "<") + code)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if step < width * dtype.itemsize or buffer.size != step * height:
+        raise InputError(DATA_LENGTH_MISMATCH, f"depth image data has {buffer.size} bytes; expected step {step} "
+                                               f"(>= {width * dtype.itemsize}) x height {height}")
+    values = buffer.reshape(height, step)[:, : width * dtype.itemsize].copy().view(dtype).astype(np.float32)
+    values *= np.float32(metres_per_unit)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(values) & (values > 0), values, np.float32(np.nan))

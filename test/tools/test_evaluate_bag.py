@@ -7,6 +7,7 @@ evaluator reports there comes from the predictor, not from discretisation.
 
 import csv
 import dataclasses
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -19,70 +20,14 @@ from dpt_ros.bags.rosbag_io import bag_topics, iterate_messages, open_bag
 from dpt_ros.eval.holdout import HoldoutConfig, holdout_mask
 from dpt_ros.geometry.cloud_fields import xyz_from_cloud_buffer
 from dpt_ros.geometry.lidar_projection import project_lidar
-from dpt_ros.sim.drive import SensorRig, SequenceConfig, render_sequence
-from dpt_ros.sim.scene import (
-    R_BASE_OPTICAL,
-    Box,
-    LidarConfig,
-    PinholeCamera,
-    Plane,
-    Scene,
-    Surface,
-    make_transform,
-    rotation_rpy,
-)
+from dpt_ros.sim.drive import render_sequence
 from dpt_ros.tools import evaluate_bag as evaluate_module
 from dpt_ros.tools.evaluate_bag import EvaluationOptions, evaluate_bag, main
 from dpt_ros.tools.make_sample_bag import write_sample_bag
 from support.environment import subprocess_env
-from support.fake_engines import FakeEngine, content_key, lookup_by_content
+from support.exact_scene import CAMERA, N_FRAMES, TruthPredictor, exact_config
 
-CAMERA = PinholeCamera(width=160, height=120, fx=125.0, fy=125.0, cx=79.5, cy=59.5)
-CAMERA_HEIGHT = 1.5
-# (depth m, first col, last col, first row, last row): edges at half-pixel coordinates
-BOARDS = ((6.0, 10, 60, 50, 110), (15.0, 70, 110, 30, 90), (30.0, 115, 150, 20, 70), (45.0, 20, 50, 10, 40))
-N_FRAMES = 4
 OPTIONS = EvaluationOptions(holdout=HoldoutConfig(fraction=0.25, seed=3), progress=False)
-
-
-def _board(depth: float, col0: int, col1: int, row0: int, row1: int) -> Box:
-    """A thin box whose front face, seen from the camera at the origin, covers exactly those pixels."""
-    u0, u1 = col0 - 0.5, col1 + 0.5
-    v0, v1 = row0 - 0.5, row1 + 0.5
-    # optical x = −world y, optical y = −(world z − camera height), optical z = world x
-    y_left, y_right = -(u0 - CAMERA.cx) / CAMERA.fx * depth, -(u1 - CAMERA.cx) / CAMERA.fx * depth
-    z_top = CAMERA_HEIGHT - (v0 - CAMERA.cy) / CAMERA.fy * depth
-    z_bottom = CAMERA_HEIGHT - (v1 - CAMERA.cy) / CAMERA.fy * depth
-    center = (depth + 1e-5, (y_left + y_right) / 2, (z_top + z_bottom) / 2)
-    half = (1e-5, (y_left - y_right) / 2, (z_top - z_bottom) / 2)  # paper-thin: no side faces in view
-    return Box(center, half, Surface((0.8, 0.3, 0.2), checker_size=0.3))
-
-
-def exact_config(seed: int = 0) -> SequenceConfig:
-    scene = Scene((Plane((-1.0, 0.0, 0.0), -70.0, Surface((0.6, 0.6, 0.5), 2.0)),) + tuple(_board(*b) for b in BOARDS))
-    optical = make_transform(R_BASE_OPTICAL, (0.0, 0.0, CAMERA_HEIGHT))
-    lidar = make_transform(rotation_rpy(0.01, 0.03, 0.2), (0.0, 0.0, CAMERA_HEIGHT))  # same centre, rotated
-    return SequenceConfig(
-        n_frames=N_FRAMES, speed=0.0, stop_frames=None, camera=CAMERA, seed=seed, scene=scene,
-        lidar=LidarConfig(range_noise_std=0.0, dropout_probability=0.1, edge_leak_probability=0.0),
-        rig=SensorRig(T_base_optical=optical, T_base_lidar=lidar),
-    )
-
-
-def truth_depth(config: SequenceConfig) -> dict[str, np.ndarray]:
-    """The rendered truth of every frame, by image content."""
-    return {content_key(f.camera.rgb): f.camera.depth for f in render_sequence(config)}
-
-
-def truth_predictor(config: SequenceConfig, a: float = 1.0, b: float = 0.0, corrupt_cols: int = 0) -> FakeEngine:
-    """Relative inverse depth a/z + b from the rendered truth; the first corrupt_cols columns 50 % too far."""
-
-    def relative(depth: np.ndarray) -> np.ndarray:
-        depth = depth.copy()
-        depth[:, :corrupt_cols] *= 1.5  # a wrong region
-        return (a / depth + b).astype(np.float32)
-
-    return FakeEngine(predict=lookup_by_content(truth_depth(config), relative))
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +58,7 @@ def _records(monkeypatch) -> list:
 
 @pytest.mark.parametrize("fmt", ["mcap", "sqlite3", "ros1"])
 def test_perfect_predictor_scores_zero_in_every_bag_format(exact_bags, fmt, tmp_path):
-    report, summary = _run(exact_bags[fmt], truth_predictor(exact_config()), tmp_path)
+    report, summary = _run(exact_bags[fmt], TruthPredictor(exact_config()), tmp_path)
     assert summary["frames"] == {"total": N_FRAMES, "scored": N_FRAMES, "skipped": 0, "skip_reasons": {}}
     for method in ("node", "least_squares", "median_scaling"):
         metrics = summary["methods"][method]["metrics"]
@@ -132,7 +77,7 @@ def test_affine_distortion_is_undone_by_alignment_and_costs_median_scaling_the_k
     a, b = 2.0, 0.05  # prediction = a / z + b
     config = exact_config()
     records = _records(monkeypatch)
-    _, summary = _run(exact_bags["mcap"], truth_predictor(config, a, b), tmp_path)
+    _, summary = _run(exact_bags["mcap"], TruthPredictor(config, a, b), tmp_path)
     assert summary["methods"]["node"]["metrics"]["abs_rel"] < 1e-5
     assert summary["methods"]["least_squares"]["metrics"]["abs_rel"] < 1e-5
     frames = list(render_sequence(config))
@@ -153,7 +98,7 @@ def test_affine_distortion_is_undone_by_alignment_and_costs_median_scaling_the_k
 
 def test_corrupted_region_scores_its_share_of_the_error(exact_bags, tmp_path, monkeypatch):
     records = _records(monkeypatch)
-    _, summary = _run(exact_bags["mcap"], truth_predictor(exact_config(), corrupt_cols=40), tmp_path)
+    _, summary = _run(exact_bags["mcap"], TruthPredictor(exact_config(), corrupt_cols=40), tmp_path)
     for record in records:
         in_region = record.held_out.col < 40
         assert 0.05 < in_region.mean() < 0.45
@@ -184,7 +129,7 @@ def test_held_out_points_never_share_a_point_or_pixel_with_the_fitting_set(exact
     fitting_scans = _spy_fitting_scans(monkeypatch)
     records = _records(monkeypatch)
     config = exact_config()
-    _run(exact_bags["mcap"], truth_predictor(config), tmp_path)
+    _run(exact_bags["mcap"], TruthPredictor(config), tmp_path)
     frames = list(render_sequence(config))
     size = (CAMERA.width, CAMERA.height)
     for record, fitting, frame in zip(records, fitting_scans, frames):
@@ -229,7 +174,7 @@ def test_cli_runs_a_real_architecture_end_to_end(exact_bags, tmp_path, capsys):
 
 def test_output_bag_holds_the_nodes_metric_depth(exact_bags, tmp_path):
     options = dataclasses.replace(OPTIONS, output_bag=tmp_path / "out")
-    _run(exact_bags["mcap"], truth_predictor(exact_config()), tmp_path, options)
+    _run(exact_bags["mcap"], TruthPredictor(exact_config()), tmp_path, options)
     reader = open_bag(tmp_path / "out")
     messages = list(iterate_messages(reader, ["/eval/depth"]))
     clouds = list(iterate_messages(reader, ["/eval/points"]))
@@ -249,7 +194,7 @@ def test_whole_beams_can_be_held_out(exact_bags, tmp_path, monkeypatch):
     fitting_scans = _spy_fitting_scans(monkeypatch)
     records = _records(monkeypatch)
     options = dataclasses.replace(OPTIONS, holdout=HoldoutConfig(fraction=0.0, every_kth_beam=4))
-    _, summary = _run(exact_bags["mcap"], truth_predictor(exact_config()), tmp_path, options)
+    _, summary = _run(exact_bags["mcap"], TruthPredictor(exact_config()), tmp_path, options)
     assert summary["methods"]["node"]["metrics"]["abs_rel"] < 1e-5
     assert "every 4th beam" in summary["holdout"]["description"] and all(len(r.held_out) > 100 for r in records)
     # the aligner saw no point of beams 0, 4, 8, ... (beam = elevation's place among the 32 beam elevations)
@@ -318,13 +263,15 @@ def test_missing_pieces_are_named(tmp_path, capsys, dropped, expected):
     assert code == 2 and expected in err, err
 
 
-def metric_truth_predictor(config: SequenceConfig) -> FakeEngine:
+class MetricTruthPredictor(TruthPredictor):
     """A metric preset's stand-in: metres, 10 % too far everywhere."""
-    return FakeEngine(predict=lookup_by_content(truth_depth(config), lambda depth: (1.1 * depth).astype(np.float32)))
+
+    def infer(self, rgb: np.ndarray) -> np.ndarray:
+        return (1.1 * self.depth[hashlib.sha1(rgb.tobytes()).hexdigest()]).astype(np.float32)
 
 
 def test_metric_models_are_scored_as_published_and_refined_when_asked(exact_bags, tmp_path):
-    bag, predictor = exact_bags["mcap"], metric_truth_predictor(exact_config())
+    bag, predictor = exact_bags["mcap"], MetricTruthPredictor(exact_config())
     _, plain = evaluate_bag(bag, predictor, "metric_depth", tmp_path / "plain", OPTIONS)
     assert plain["methods"]["node"]["metrics"]["abs_rel"] == pytest.approx(0.1, rel=1e-4)  # the node's own metres
     assert plain["methods"]["least_squares"]["metrics"]["abs_rel"] < 1e-5  # a scale-only fit removes the 10 %
