@@ -20,7 +20,7 @@ from dpt_ros.bags.rosbag_io import (
 from dpt_ros.eval.holdout import HoldoutConfig
 from dpt_ros.tools.evaluate_bag import EvaluationOptions, evaluate_bag
 from dpt_ros.tools.make_sample_bag import sample_config, write_sample_bag
-from support.exact_scene import TruthPredictor
+from support.exact_scene import truth_predictor
 
 
 def _storage_file(bag: Path) -> Path:
@@ -119,7 +119,7 @@ def test_the_evaluator_scores_what_was_recovered_and_says_so(sample_mcap, tmp_pa
     damaged = _cut_copy(sample_mcap, tmp_path / "cut", chunks[2][0] + 100)  # the last chunk torn
     config = sample_config(8, 160, 120)
     options = EvaluationOptions(holdout=HoldoutConfig(fraction=0.25), progress=False, n_examples=0)
-    report, summary = evaluate_bag(damaged, TruthPredictor(config), "relative_inverse_depth", tmp_path / "run",
+    report, summary = evaluate_bag(damaged, truth_predictor(config), "relative_inverse_depth", tmp_path / "run",
                                    options)
     recovered = chunks[0][2] + chunks[1][2]
     assert f"recovered {recovered} messages" in summary["recording_warning"]

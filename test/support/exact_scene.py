@@ -50,14 +50,23 @@ def exact_config(seed: int = 0) -> SequenceConfig:
     )
 
 
-def TruthPredictor(config: SequenceConfig, a: float = 1.0, b: float = 0.0, corrupt_cols: int = 0) -> FakeEngine:  # noqa: N802
+def truth_depths(config: SequenceConfig) -> dict[str, np.ndarray]:
+    """The rendered truth (H, W) metres of every frame, keyed by image content."""
+    return {content_key(f.camera.rgb): f.camera.depth for f in render_sequence(config)}
+
+
+def truth_predictor(config: SequenceConfig, a: float = 1.0, b: float = 0.0, corrupt_cols: int = 0) -> FakeEngine:
     """An engine predicting relative inverse depth a/z + b from the rendered truth (images looked up by content);
     the first corrupt_cols columns 50 % too far (a wrong region)."""
-    truth = {content_key(f.camera.rgb): f.camera.depth for f in render_sequence(config)}
 
     def relative(depth: np.ndarray) -> np.ndarray:
         depth = depth.copy()
         depth[:, :corrupt_cols] *= 1.5
         return (a / depth + b).astype(np.float32)
 
-    return FakeEngine(predict=lookup_by_content(truth, relative))
+    return FakeEngine(predict=lookup_by_content(truth_depths(config), relative))
+
+
+def metric_truth_predictor(config: SequenceConfig, factor: float) -> FakeEngine:
+    """A metric preset's stand-in: the rendered truth in metres times `factor` everywhere."""
+    return FakeEngine(predict=lookup_by_content(truth_depths(config), lambda depth: (factor * depth).astype(np.float32)))

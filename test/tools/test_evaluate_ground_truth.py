@@ -25,7 +25,7 @@ from dpt_ros.tools.evaluate_bag import (
 )
 from dpt_ros.tools.make_sample_bag import GROUND_TRUTH_TOPIC, write_sample_bag
 from support.environment import REAL_DATA
-from support.exact_scene import TruthPredictor, exact_config
+from support.exact_scene import exact_config, truth_predictor
 
 GT_ONLY = EvaluationOptions(holdout=HoldoutConfig(fraction=0.0), progress=False, n_examples=1)
 TOPICS = {"ground_truth": GROUND_TRUTH_TOPIC}
@@ -46,7 +46,7 @@ def truth_bags(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("encoding", ["32FC1", "16UC1"])
 def test_a_perfect_predictor_scores_zero_on_dense_ground_truth(truth_bags, encoding, tmp_path):
-    report, summary = evaluate_bag(truth_bags[encoding], TruthPredictor(exact_config()), "relative_inverse_depth",
+    report, summary = evaluate_bag(truth_bags[encoding], truth_predictor(exact_config()), "relative_inverse_depth",
                                    tmp_path / "run", GT_ONLY, TOPICS)
     assert summary["ground_truth"]["frames"] == 4 and summary["topics"]["ground_truth"] == GROUND_TRUTH_TOPIC
     methods = summary["methods"]
@@ -76,7 +76,7 @@ def test_lidar_only_baselines_are_exact_on_a_fronto_parallel_wall(tmp_path):
     bag = write_sample_bag(tmp_path / "wall", "mcap", config, ground_truth="32FC1").path
     options = EvaluationOptions(holdout=HoldoutConfig(fraction=0.0), progress=False, n_examples=0,
                                 beams=(32, 8, 2))
-    _, summary = evaluate_bag(bag, TruthPredictor(config), "relative_inverse_depth", tmp_path / "run", options,
+    _, summary = evaluate_bag(bag, truth_predictor(config), "relative_inverse_depth", tmp_path / "run", options,
                               TOPICS)
     for row in summary["sweep"]:
         for baseline in ("lidar_only", "ip_basic"):
@@ -124,7 +124,7 @@ def test_the_density_sweep_keeps_every_kth_ring_and_lidar_only_degrades(truth_ba
     seen = _spy_fitting_rings(monkeypatch, elevations)
     options = EvaluationOptions(holdout=HoldoutConfig(fraction=0.0), progress=False, n_examples=0,
                                 beams=(32, 16, 8, 4), lidar_beams=32 if bag == "no_ring" else None)
-    report, summary = evaluate_bag(truth_bags[bag], TruthPredictor(exact_config()), "relative_inverse_depth",
+    report, summary = evaluate_bag(truth_bags[bag], truth_predictor(exact_config()), "relative_inverse_depth",
                                    tmp_path / "run", options, TOPICS)
     # the exact scene returns only ahead (no full sweeps, so no scan order): rings from the elevations
     assert summary["lidar"] == {"beams": [32], "rings_from": ["elevation clustering" if bag == "no_ring"
@@ -149,18 +149,18 @@ def test_the_density_sweep_keeps_every_kth_ring_and_lidar_only_degrades(truth_ba
 def test_beam_counts_must_divide_the_lidars(truth_bags, tmp_path):
     options = EvaluationOptions(holdout=HoldoutConfig(fraction=0.0), progress=False, beams=(64,))
     with pytest.raises(EvaluationError, match="cannot thin a 32-beam LiDAR to 64 beams"):
-        evaluate_bag(truth_bags["32FC1"], TruthPredictor(exact_config()), "relative_inverse_depth", tmp_path / "r",
+        evaluate_bag(truth_bags["32FC1"], truth_predictor(exact_config()), "relative_inverse_depth", tmp_path / "r",
                      options, TOPICS)
     options = EvaluationOptions(holdout=HoldoutConfig(fraction=0.0), progress=False, beams=(16,))
     with pytest.raises(EvaluationError, match="--lidar-beams"):
-        evaluate_bag(truth_bags["no_ring"], TruthPredictor(exact_config()), "relative_inverse_depth", tmp_path / "r",
+        evaluate_bag(truth_bags["no_ring"], truth_predictor(exact_config()), "relative_inverse_depth", tmp_path / "r",
                      options, TOPICS)
 
 
 def test_models_are_compared_on_the_same_frames_and_points(truth_bags, tmp_path):
     config = exact_config()
-    models = [ModelUnderTest("exact", TruthPredictor(config), "relative_inverse_depth"),
-              ModelUnderTest("wrong_left", TruthPredictor(config, corrupt_cols=40), "relative_inverse_depth")]
+    models = [ModelUnderTest("exact", truth_predictor(config), "relative_inverse_depth"),
+              ModelUnderTest("wrong_left", truth_predictor(config, corrupt_cols=40), "relative_inverse_depth")]
     report, summary = evaluate_models(truth_bags["32FC1"], models, tmp_path / "run", GT_ONLY, TOPICS)
     exact, wrong = summary["models"]
     assert (exact["model"], wrong["model"]) == ("exact", "wrong_left")
@@ -262,7 +262,7 @@ def test_whole_beams_are_held_out_of_a_cloud_without_ring_field(truth_bags, tmp_
                                                        lidar.n_beams))
     options = EvaluationOptions(holdout=HoldoutConfig(fraction=0.0, every_kth_beam=4), progress=False, n_examples=0,
                                 lidar_beams=32)
-    _, summary = evaluate_bag(truth_bags["no_ring"], TruthPredictor(exact_config()), "relative_inverse_depth",
+    _, summary = evaluate_bag(truth_bags["no_ring"], truth_predictor(exact_config()), "relative_inverse_depth",
                               tmp_path / "run", options, TOPICS)
     assert all(rings and not any(r % 4 == 0 for r in rings) for rings in seen)
     assert summary["methods"]["node"]["points_scored"] > 100
