@@ -37,6 +37,8 @@ from support.depth_node_harness import (
     stamp,
 )
 
+pytestmark = pytest.mark.ros
+
 LOG_PERIOD_S = 10.0  # the node logs each kind of bad input at most this often
 _stamps = itertools.count(1000)  # strictly increasing across the module: the node rejects older stamps
 
@@ -406,6 +408,7 @@ def test_invalid_parameter_file_stops_the_node_with_the_reason(tmp_path) -> None
     assert "colored_range" in output and "Traceback" not in output
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     "node_fixture, signal_number",
     [("metric", signal.SIGINT), ("relative", signal.SIGTERM), ("compressed", signal.SIGINT)],  # launch sends both

@@ -28,6 +28,8 @@ from support.depth_node_harness import (
     stamp,
 )
 
+pytestmark = pytest.mark.ros
+
 LOAD_SECONDS = float(os.environ.get("DPT_ROS_LOAD_SECONDS", "60"))
 WARM_UP_SECONDS = 10.0
 CAMERA_HZ = 30.0  # a real camera's rate; raised where inference is faster than a third of its period
@@ -128,7 +130,8 @@ def test_latency_bounded_and_memory_flat_under_a_30hz_camera(tmp_path) -> None:
     heap_first, heap_last = np.median(heap[:third]), np.median(heap[-third:])
     status = _latest_status(diagnostics)
     summary = (
-        f"{LOAD_SECONDS:.0f} s at {camera.hz:.0f} Hz (warm-up inference {inference_s * 1e3:.0f} ms): {len(messages)} outputs ({len(messages) / LOAD_SECONDS:.1f} Hz), "
+        f"{LOAD_SECONDS:.0f} s at {camera.hz:.0f} Hz (warm-up inference {inference_s * 1e3:.0f} ms): "
+        f"{len(messages)} outputs ({len(messages) / LOAD_SECONDS:.1f} Hz), "
         f"inference period median {np.median(periods) * 1e3:.0f} ms / max {periods.max() * 1e3:.0f} ms, "
         f"output age median {np.median(ages) * 1e3:.0f} ms / max {ages.max() * 1e3:.0f} ms, "
         f"node RSS {rss[0] / 2**20:.0f} -> {rss[-1] / 2**20:.0f} MiB (max {rss.max() / 2**20:.0f}), "

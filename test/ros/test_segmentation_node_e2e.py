@@ -29,6 +29,8 @@ from support.depth_node_harness import (
     stamp,
 )
 
+pytestmark = pytest.mark.ros
+
 NAMESPACE = "/perception"
 WIDTH, HEIGHT = 64, 48
 SEMANTIC_TOPICS = {"semantic/labels": Image, "semantic/colored": Image, "semantic/overlay": Image}

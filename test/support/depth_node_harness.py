@@ -1,11 +1,10 @@
 """End-to-end test helpers: the depth node as a real subprocess, and a real rclpy node in the test process.
 
-The subprocess inherits the test environment (conftest.py sets ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-and a random ROS_DOMAIN_ID), imports this worktree's dpt_ros, and uses the shipped Fast DDS profile.
+The subprocess inherits the test environment (conftest.py sets ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST,
+a random ROS_DOMAIN_ID and the shipped Fast DDS profile) and imports this worktree's dpt_ros.
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -28,9 +27,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
-from support.environment import REPO_ROOT, subprocess_env
+from support.environment import subprocess_env
 
-FASTDDS_PROFILE = REPO_ROOT / "config" / "fastdds_shm.xml"
 DISCOVERY_TIMEOUT_S = 30.0  # first answer includes model loading and DDS discovery (~3 s) on a busy CPU
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -52,14 +50,6 @@ TEST_PARAMETERS = {
 }
 
 
-def ros_environment() -> dict[str, str]:
-    """This process's environment (domain id, localhost discovery) + worktree imports + the SHM profile."""
-    env = subprocess_env()
-    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 class NodeProcess:
     """`python -m <module>` (the depth node by default) with a generated params file; output goes to a log file."""
 
@@ -75,7 +65,7 @@ class NodeProcess:
                  "-r", f"__ns:={namespace}"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=ros_environment(),
+                env=subprocess_env(PYTHONUNBUFFERED="1"),  # conftest: domain, discovery, SHM profile
                 cwd=workdir,
             )
 
@@ -137,7 +127,6 @@ class RosPeer:
     """A real rclpy node in the test process (own context, executor thread) that talks to the depth node."""
 
     def __init__(self) -> None:
-        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = Node("depth_node_tester", context=self.context)

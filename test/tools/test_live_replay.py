@@ -25,7 +25,9 @@ from dpt_ros.sim.drive import render_sequence
 from dpt_ros.tools.demo import compare_live_and_offline, recorded_depth
 from dpt_ros.tools.evaluate_bag import EvaluationOptions, reproduce_node_depth
 from dpt_ros.tools.make_sample_bag import sample_config, write_sample_bag
-from support.environment import REPO_ROOT, subprocess_env
+from support.environment import subprocess_env
+
+pytestmark = pytest.mark.ros
 
 NAMESPACE = "/live_replay"
 N_FRAMES = 6
@@ -82,8 +84,7 @@ def running_node(monkeypatch):
 def test_live_node_depth_equals_offline_core_path(tmp_path, running_node):
     bag = write_sample_bag(tmp_path / "bag", "mcap", CONFIG).path
     recording = tmp_path / "recorded"
-    env = subprocess_env()  # conftest: localhost discovery, random domain
-    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(REPO_ROOT / "config" / "fastdds_shm.xml")
+    env = subprocess_env()  # conftest: localhost discovery, random domain, SHM profile
     remaps = [f"/camera/image_raw:={NAMESPACE}/image", f"/camera/camera_info:={NAMESPACE}/camera_info",
               f"/lidar/points:={NAMESPACE}/lidar/points"]
     result = subprocess.run(
