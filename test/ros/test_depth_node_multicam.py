@@ -24,7 +24,6 @@ NAMESPACE = "/multi"
 CAMERA_SIZES = {"front": (160, 120), "left": (160, 120), "rear": (150, 100)}
 OUTPUTS = {"depth": Image, "depth/camera_info": CameraInfo, "points": PointCloud2}
 
-
 pytestmark = pytest.mark.ros
 
 
