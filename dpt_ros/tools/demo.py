@@ -29,6 +29,7 @@ import numpy as np
 from dpt_ros.app.node_config import DepthNodeConfig
 from dpt_ros.bags.rosbag_io import BagError, bag_topics, iterate_messages, open_bag, stamp_to_ns
 from dpt_ros.sim.drive import render_sequence
+from dpt_ros.tools import cli
 from dpt_ros.tools.evaluate_bag import (
     EvaluationError,
     EvaluationOptions,
@@ -219,7 +220,7 @@ def compare_live_and_offline(live: dict[int, tuple[str, np.ndarray]], offline: l
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dpt-ros-demo", description=__doc__,
+    parser = cli.ArgumentParser(prog="dpt-ros-demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=Path("demo_output"), help="folder for everything it writes")
     parser.add_argument("--models", type=Path, default=Path("models"), help="where trained weights are looked for")

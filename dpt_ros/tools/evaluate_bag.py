@@ -55,6 +55,7 @@ from dpt_ros.eval.holdout import (
 from dpt_ros.geometry.lidar_projection import keep_nearest_per_pixel, project_points
 from dpt_ros.geometry.pointcloud import PackedCloud
 from dpt_ros.pipeline.depth import RELATIVE_INVERSE_DEPTH, DepthEstimate, DepthPipeline, Frame, LidarFrameInput
+from dpt_ros.tools import cli
 from dpt_ros.tools.evaluation_report import FrameRecord, plot_example, summarise, write_run_folder
 
 
@@ -384,7 +385,7 @@ def read_node_parameters(path: Path) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dpt-ros-eval", description=__doc__,
+    parser = cli.ArgumentParser(prog="dpt-ros-eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bag", type=Path, help="rosbag2 directory (mcap or sqlite3) or ROS 1 .bag file")
     parser.add_argument("--run-dir", type=Path, help="output folder (default runs/eval-<bag name>-<time>)")

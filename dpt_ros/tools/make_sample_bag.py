@@ -33,6 +33,7 @@ from dpt_ros.bags.rosbag_io import (
 )
 from dpt_ros.sim.drive import SequenceConfig, render_sequence
 from dpt_ros.sim.scene import LidarConfig, PinholeCamera
+from dpt_ros.tools import cli
 
 IMAGE_TOPIC = "/camera/image_raw"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
@@ -96,7 +97,7 @@ def sample_config(frames: int = 20, width: int = 320, height: int = 240, seed: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dpt-ros-make-sample", description=__doc__,
+    parser = cli.ArgumentParser(prog="dpt-ros-make-sample", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", type=Path, help="bag to write: a directory for mcap/sqlite3, a .bag file for ros1")
     parser.add_argument("--format", choices=STORAGE_FORMATS, default="mcap")

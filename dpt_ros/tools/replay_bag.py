@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dpt_ros.bags.rosbag_io import STORAGE_FORMATS, TYPESTORE, BagError, BagWriter, bag_topics, open_bag
+from dpt_ros.tools import cli
 
 RECORDER_SETTLE_S = 2.0  # local DDS endpoint matching after discovery; slower on a loaded machine
 
@@ -192,7 +193,7 @@ def _wait_for_subscriber(node: Any, topic: str, timeout: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dpt-ros-replay", description=__doc__,
+    parser = cli.ArgumentParser(prog="dpt-ros-replay", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bag", type=Path)
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1)")

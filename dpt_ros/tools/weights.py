@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import sys
 from pathlib import Path
 
 from dpt_ros.model.presets import PRESETS, Preset
+from dpt_ros.tools import cli
 
 DEFAULT_MODELS_DIR = Path("models")
 
@@ -39,7 +39,7 @@ def verify_file(preset: Preset, path: Path, load: bool) -> tuple[bool, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dpt-ros-weights", description=__doc__)
+    parser = cli.ArgumentParser(prog="dpt-ros-weights", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="presets, their weight files, download URLs and SHA-256 prefixes")
     verify = sub.add_parser("verify", help="check the files present in the models directory")
