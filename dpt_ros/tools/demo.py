@@ -251,9 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         node, log_path = start_node(parameters, output)
         recording = output / "node_outputs"
         try:
+            # The node takes its extrinsic from a parameter: the bag's /tf_static is not replayed (with ROS from
+            # PyPI its message package is not installed, and replaying it would only print a warning).
             published = replay(bag, ReplayOptions(
-                rate=rate, wait_for_subscriber=IMAGE_TOPIC, wait_timeout=NODE_START_TIMEOUT_S,
-                record=recording, record_topics=RECORD_TOPICS, linger=5.0))
+                rate=rate, topics=[IMAGE_TOPIC, CAMERA_INFO_TOPIC, LIDAR_TOPIC], wait_for_subscriber=IMAGE_TOPIC,
+                wait_timeout=NODE_START_TIMEOUT_S, record=recording, record_topics=RECORD_TOPICS, linger=5.0))
         finally:
             stop_node(node)
         counts = _recorded_counts(recording)
