@@ -81,6 +81,7 @@ def running_node(monkeypatch):
     spinner.join(timeout=10)
 
 
+@pytest.mark.timing  # the node must answer every frame replayed 0.4 s apart (a slower answer drops the next)
 def test_live_node_depth_equals_offline_core_path(tmp_path, running_node):
     bag = write_sample_bag(tmp_path / "bag", "mcap", CONFIG).path
     recording = tmp_path / "recorded"
