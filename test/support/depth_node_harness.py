@@ -16,18 +16,16 @@ from typing import Any
 
 import cv2
 import numpy as np
-import rclpy
 import yaml
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
 from support.environment import subprocess_env
+from support.ros_runtime import SpinningContext
 
 DISCOVERY_TIMEOUT_S = 30.0  # first answer includes model loading and DDS discovery (~3 s) on a busy CPU
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -127,13 +125,9 @@ class RosPeer:
     """A real rclpy node in the test process (own context, executor thread) that talks to the depth node."""
 
     def __init__(self) -> None:
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = Node("depth_node_tester", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        self._runtime = SpinningContext()
+        self.context = self._runtime.context
+        self.node = self._runtime.add(Node("depth_node_tester", context=self.context))
 
     def publisher(self, msg_type: type, topic: str) -> Any:
         return self.node.create_publisher(msg_type, topic, RELIABLE)
@@ -144,10 +138,7 @@ class RosPeer:
         return collector
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-        self._thread.join(timeout=10)
+        self._runtime.close()
 
 
 def stamp(seconds: int, nanoseconds: int = 0) -> Time:
