@@ -141,7 +141,7 @@ def hf_reference(engine: InferenceEngine):
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="dpt-ros-bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="dpt_hybrid_midas", choices=sorted(PRESETS))
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--size", default=(480, 640), type=cli.image_size, help="image HxW (default 480x640)")

@@ -221,7 +221,7 @@ def compare_live_and_offline(live: dict[int, tuple[str, np.ndarray]], offline: l
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="dpt-ros-demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=Path("demo_output"), help="folder for everything it writes")
     parser.add_argument("--models", type=Path, default=Path("models"), help="where trained weights are looked for")
     parser.add_argument("--frames", type=int, default=20)

@@ -386,7 +386,7 @@ def read_node_parameters(path: Path) -> dict[str, Any]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = cli.ArgumentParser(prog="dpt-ros-eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bag", type=Path, help="rosbag2 directory (mcap or sqlite3) or ROS 1 .bag file")
     parser.add_argument("--run-dir", type=Path, help="output folder (default runs/eval-<bag name>-<time>)")
     node = parser.add_argument_group("the node's configuration (its parameters file; the options below override it)")

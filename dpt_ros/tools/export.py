@@ -60,7 +60,7 @@ def max_relative_difference(model: DPT, onnx_path: Path, sizes: list[tuple[int, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="dpt-ros-export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="dpt_hybrid_midas", choices=sorted(PRESETS))
     parser.add_argument("--weights", type=Path, help="official .pt or Hugging Face directory")
     parser.add_argument("--allow-random-weights", action="store_true")

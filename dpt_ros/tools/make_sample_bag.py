@@ -98,7 +98,7 @@ def sample_config(frames: int = 20, width: int = 320, height: int = 240, seed: i
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="dpt-ros-make-sample", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", type=Path, help="bag to write: a directory for mcap/sqlite3, a .bag file for ros1")
     parser.add_argument("--format", choices=STORAGE_FORMATS, default="mcap")
     parser.add_argument("--frames", type=int, default=20)

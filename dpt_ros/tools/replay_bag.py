@@ -207,7 +207,7 @@ def _wait_for_subscriber(node: Any, topic: str, timeout: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="dpt-ros-replay", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bag", type=Path)
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1)")
     parser.add_argument("--start-offset", type=float, default=0.0, help="seconds into the bag to start at")
