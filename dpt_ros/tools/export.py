@@ -32,6 +32,8 @@ def export_onnx(model: DPT, path: Path, sample_hw: tuple[int, int] = (384, 512),
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks become constants: expected
+        # dynamo=False is chosen (the traced exporter, with dynamic_axes): torch's notices that it is legacy are not news
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model, (sample,), str(temporary), dynamo=False, opset_version=opset,
             input_names=["image"], output_names=["output"],

@@ -359,6 +359,7 @@ def test_runtime_parameter_changes_are_validated(peer, metric) -> None:
     assert result.successful
 
 
+@pytest.mark.slow
 def test_no_inference_while_nobody_subscribes(peer, tmp_path) -> None:
     process = NodeProcess({**TEST_PARAMETERS, "model": "dpt_hybrid_kitti"}, tmp_path, "/idle")
     try:
@@ -377,6 +378,7 @@ def test_no_inference_while_nobody_subscribes(peer, tmp_path) -> None:
         assert process.stop() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("weights", ["", "corrupt.pt"])
 def test_missing_or_bad_weights_stop_the_node_with_one_clear_line(tmp_path, weights) -> None:
     (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint\n" * 10)
