@@ -48,9 +48,13 @@ TEST_REQUIREMENTS = (
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=[PACKAGE, PACKAGE + ".*"]),
-    package_data={PACKAGE: ["data/*", "data/**/*"]},
-    include_package_data=True,
+    # dpt_ros/data holds data files only (no __init__.py): it is listed as a package so that setuptools
+    # installs it (and says nothing about an importable folder it would otherwise leave out).
+    packages=find_packages(include=[PACKAGE, PACKAGE + ".*"]) + [PACKAGE + ".data"],
+    package_data={PACKAGE + ".data": ["*"]},
+    # The packages sit at the project root: editable installs then put the root on sys.path (a plain .pth
+    # file, the same for pip and colcon --symlink-install) instead of an import hook that warns on every install.
+    package_dir={"": "."},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),

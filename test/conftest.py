@@ -1,12 +1,29 @@
-"""Test-session guards that must run before any rclpy context exists."""
+"""Test-session guards that must run before any rclpy context exists, and the `ros` marker's check."""
 
 import os
 import random
 
-# Fast DDS must only talk over loopback on shared machines (ROS_LOCALHOST_ONLY is ignored by Kilted),
-# and parallel test runs must not see each other's nodes.
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+import pytest
+
+from support.environment import set_ros_test_environment
+
+set_ros_test_environment(os.environ, random.randint(1, 100))
+
+# A module that brings up rclpy in this process (directly or through the node harness) must be marked `ros`,
+# so that `-m "not ros"` really leaves out every test that needs a DDS network.
+_RCLPY_RUNTIME_NAMES = ("rclpy", "RosPeer", "NodeProcess", "DepthNodeUnderTest", "DepthNode", "SegmentationNode")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = {
+        item.module.__name__
+        for item in items
+        if item.module is not None
+        and any(name in vars(item.module) for name in _RCLPY_RUNTIME_NAMES)
+        and item.get_closest_marker("ros") is None
+    }
+    if unmarked:
+        raise pytest.UsageError(f"test modules that run rclpy need pytestmark = pytest.mark.ros: {sorted(unmarked)}")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

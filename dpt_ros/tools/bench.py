@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dpt_ros.model.checkpoint import WeightsError
 from dpt_ros.model.engine import InferenceEngine, backproject
 from dpt_ros.model.presets import PRESETS, get_preset
+from dpt_ros.tools import cli
 
 STAGES = ("prepare", "forward", "post", "cloud", "copy")
 
@@ -138,11 +140,11 @@ def hf_reference(engine: InferenceEngine):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dpt-ros-bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(prog="dpt-ros-bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="dpt_hybrid_midas", choices=sorted(PRESETS))
     parser.add_argument("--weights", type=Path)
-    parser.add_argument("--size", default="480x640", help="image HxW")
+    parser.add_argument("--size", default=(480, 640), type=cli.image_size, help="image HxW (default 480x640)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
@@ -157,14 +159,18 @@ def main(argv: list[str] | None = None) -> int:
                         help='JSON of architecture fields for smoke runs, e.g. {"embed_dim": 64, "depth": 4}')
     args = parser.parse_args(argv)
 
-    height, width = (int(v) for v in args.size.split("x"))
-    preset = get_preset(args.preset)
-    if args.architecture_overrides:
-        preset = preset.with_architecture(**args.architecture_overrides)
-    weights = args.weights or Path("models") / preset.weights_file
-    torch.manual_seed(args.seed)  # random weights: the same network for one seed
-    engine = InferenceEngine(preset, weights, args.device, args.precision, allow_random_weights=True,
-                             compile_model=args.compile, cuda_graphs=args.cuda_graphs)
+    height, width = args.size
+    try:
+        preset = get_preset(args.preset)
+        if args.architecture_overrides:
+            preset = preset.with_architecture(**args.architecture_overrides)
+        weights = args.weights or Path("models") / preset.weights_file
+        # Timing needs no trained weights, but a --weights file that is not there is a mistake to report.
+        torch.manual_seed(args.seed)  # random weights: the same network for one seed
+        engine = InferenceEngine(preset, weights, args.device, args.precision, allow_random_weights=args.weights is None,
+                                 compile_model=args.compile, cuda_graphs=args.cuda_graphs)
+    except (WeightsError, ValueError, TypeError) as error:  # TypeError: an unknown architecture field
+        return cli.user_error(parser.prog, error)
     if engine.random_weights and not preset.is_segmentation:
         # Random weights often leave the head's final ReLU all-zero; a positive last bias keeps the
         # depth map informative so the precision comparison below measures something.

@@ -29,6 +29,7 @@ import numpy as np
 from dpt_ros.app.node_config import DepthNodeConfig
 from dpt_ros.bags.rosbag_io import BagError, bag_topics, iterate_messages, open_bag, stamp_to_ns
 from dpt_ros.sim.drive import render_sequence
+from dpt_ros.tools import cli
 from dpt_ros.tools.evaluate_bag import (
     EvaluationError,
     EvaluationOptions,
@@ -219,8 +220,8 @@ def compare_live_and_offline(live: dict[int, tuple[str, np.ndarray]], offline: l
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dpt-ros-demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(prog="dpt-ros-demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=Path("demo_output"), help="folder for everything it writes")
     parser.add_argument("--models", type=Path, default=Path("models"), help="where trained weights are looked for")
     parser.add_argument("--frames", type=int, default=20)
@@ -262,9 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         node, log_path = start_node(parameters, output)
         recording = output / "node_outputs"
         try:
+            # The node takes its extrinsic from a parameter: the bag's /tf_static is not replayed (with ROS from
+            # PyPI its message package is not installed, and replaying it would only print a warning).
             published = replay(bag, ReplayOptions(
-                rate=rate, wait_for_subscriber=IMAGE_TOPIC, wait_timeout=NODE_START_TIMEOUT_S,
-                record=recording, record_topics=RECORD_TOPICS, linger=5.0))
+                rate=rate, topics=[IMAGE_TOPIC, CAMERA_INFO_TOPIC, LIDAR_TOPIC], wait_for_subscriber=IMAGE_TOPIC,
+                wait_timeout=NODE_START_TIMEOUT_S, record=recording, record_topics=RECORD_TOPICS, linger=5.0))
         finally:
             stop_node(node)
         counts = _recorded_counts(recording)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from dpt_ros.model.checkpoint import WeightsError
 from dpt_ros.model.presets import PRESETS
+from dpt_ros.tools import cli
 
 UINT16_MAX = 65535
 
@@ -47,8 +48,8 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dpt-ros-depth-image", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(prog="dpt-ros-depth-image", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("--preset", default="dpt_hybrid_midas", choices=sorted(PRESETS))
     parser.add_argument("--weights", type=Path, help="official .pt or Hugging Face directory (default models/<file>)")
@@ -70,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine = InferenceEngine(preset, weights, args.device, args.precision, args.allow_random_weights)
     except (WeightsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return cli.user_error(parser.prog, error)
     args.out.mkdir(parents=True, exist_ok=True)
     failures = 0
     for path in tqdm(args.images, desc=f"{preset.name} on {engine.device}", unit="image"):

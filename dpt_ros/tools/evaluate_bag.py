@@ -62,6 +62,7 @@ from dpt_ros.geometry.lidar_projection import keep_nearest_per_pixel, project_po
 from dpt_ros.geometry.pointcloud import PackedCloud
 from dpt_ros.geometry.rings import beam_stride, keep_every_kth_ring, recover_rings
 from dpt_ros.pipeline.depth import DepthEstimate, DepthPipeline, Frame, LidarFrameInput
+from dpt_ros.tools import cli
 from dpt_ros.tools.evaluation_report import (
     FrameRecord,
     Variant,
@@ -550,8 +551,8 @@ def _beam_counts(text: str) -> tuple[int, ...]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dpt-ros-eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(prog="dpt-ros-eval", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bag", type=Path, help="rosbag2 directory (mcap or sqlite3), ROS 1 .bag file, or a KITTI "
                                                "raw drive folder (<date>/<date>_drive_NNNN_sync)")
     parser.add_argument("--run-dir", type=Path, help="output folder (default runs/eval-<bag name>-<time>)")

@@ -20,6 +20,7 @@ import torch
 from dpt_ros.model.checkpoint import WeightsError
 from dpt_ros.model.dpt import DPT, build_model
 from dpt_ros.model.presets import PRESETS
+from dpt_ros.tools import cli
 
 
 def export_onnx(model: DPT, path: Path, sample_hw: tuple[int, int] = (384, 512), opset: int = 17) -> Path:
@@ -31,6 +32,8 @@ def export_onnx(model: DPT, path: Path, sample_hw: tuple[int, int] = (384, 512),
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks become constants: expected
+        # dynamo=False is chosen (the traced exporter, with dynamic_axes): torch's notices that it is legacy are not news
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model, (sample,), str(temporary), dynamo=False, opset_version=opset,
             input_names=["image"], output_names=["output"],
@@ -58,27 +61,25 @@ def max_relative_difference(model: DPT, onnx_path: Path, sizes: list[tuple[int, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dpt-ros-export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(prog="dpt-ros-export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="dpt_hybrid_midas", choices=sorted(PRESETS))
     parser.add_argument("--weights", type=Path, help="official .pt or Hugging Face directory")
     parser.add_argument("--allow-random-weights", action="store_true")
     parser.add_argument("--seed", type=int, default=0, help="seeds random weights")
     parser.add_argument("--out", type=Path, required=True, help="output .onnx path")
-    parser.add_argument("--check-sizes", default="384x384,384x512", help="HxW list to verify with onnxruntime")
+    parser.add_argument("--check-sizes", default=[(384, 384), (384, 512)], type=cli.image_sizes,
+                        help="HxW list to verify with onnxruntime (default 384x384,384x512)")
     args = parser.parse_args(argv)
     if args.weights is None and not args.allow_random_weights:
-        print("error: give --weights (or --allow-random-weights for a structural export)", file=sys.stderr)
-        return 1
-    sizes = [tuple(int(v) for v in item.split("x")) for item in args.check_sizes.split(",") if item]
+        parser.error("give --weights (or --allow-random-weights for a structural export)")
     torch.manual_seed(args.seed)  # random weights: the same network for one seed
     try:
         model = build_model(args.preset, args.weights)
-    except WeightsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    export_onnx(model, args.out)
-    differences = max_relative_difference(model, args.out, sizes)
+        export_onnx(model, args.out)
+    except (WeightsError, OSError) as error:
+        return cli.user_error(parser.prog, error)
+    differences = max_relative_difference(model, args.out, args.check_sizes)
     for (height, width), difference in differences.items():
         print(f"{height}x{width}: max relative difference onnxruntime vs torch = {difference:.2e}")
     print(f"wrote {args.out}")

@@ -35,6 +35,7 @@ from dpt_ros.bags.rosbag_io import (
 from dpt_ros.pipeline.image_codec import depth_to_16uc1_mm
 from dpt_ros.sim.drive import SequenceConfig, render_sequence
 from dpt_ros.sim.scene import LidarConfig, PinholeCamera
+from dpt_ros.tools import cli
 
 IMAGE_TOPIC = "/camera/image_raw"
 GROUND_TRUTH_TOPIC = "/camera/depth_gt"
@@ -112,8 +113,8 @@ def sample_config(frames: int = 20, width: int = 320, height: int = 240, seed: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dpt-ros-make-sample", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(prog="dpt-ros-make-sample", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", type=Path, help="bag to write: a directory for mcap/sqlite3, a .bag file for ros1")
     parser.add_argument("--format", choices=STORAGE_FORMATS, default="mcap")
     parser.add_argument("--frames", type=int, default=20)

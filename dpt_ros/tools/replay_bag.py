@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from dpt_ros.bags.rosbag_io import STORAGE_FORMATS, TYPESTORE, BagError, BagWriter, bag_topics, open_bag
+from dpt_ros.tools import cli
 
-RECORDER_SETTLE_S = 2.0  # local DDS endpoint matching after discovery; slower on a loaded machine
+RECORDER_MATCH_TIMEOUT_S = 10.0  # most to wait for the recorder to match the publishers it knows of
 
 
 def message_class(msgtype: str) -> Any | None:
@@ -78,6 +79,17 @@ class _Recorder:
                 self._writer.add_topic(topic, msgtype)
             self._subscriptions[topic] = self._node.create_subscription(
                 msg_class, topic, lambda raw, t=topic: self._on_message(t, raw), qos_profile_sensor_data, raw=True)
+
+    def wait_until_matched(self, timeout_s: float) -> bool:
+        """Wait until each recorder subscription is matched with every publisher the graph shows on its topic
+        (DDS matching runs after discovery, slower on a loaded machine), at most timeout_s; True if all were."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            unmatched = [topic for topic, subscription in self._subscriptions.items() if subscription is not None
+                         and subscription.get_publisher_count() < self._node.count_publishers(topic)]
+            if not unmatched or time.monotonic() >= deadline:
+                return not unmatched
+            time.sleep(0.02)
 
     def _on_message(self, topic: str, raw: bytes) -> None:
         with self._lock:
@@ -142,7 +154,9 @@ def replay(bag_path: Path, options: ReplayOptions) -> dict[str, int]:
         if recorder is not None:
             # subscribe to the outputs that already exist and let DDS match them before the first message
             recorder.subscribe_available()
-            time.sleep(RECORDER_SETTLE_S)
+            if not recorder.wait_until_matched(RECORDER_MATCH_TIMEOUT_S):
+                log.warning(f"the recorder is not matched with every publisher after {RECORDER_MATCH_TIMEOUT_S:.0f} s: "
+                            "the first messages may be missing from the recording")
         is_ros1 = bag_path.suffix == ".bag"
         connections = [c for c in reader.connections if c.topic in publishers]
         start_ns = reader.start_time + round(options.start_offset * 1e9)
@@ -192,8 +206,8 @@ def _wait_for_subscriber(node: Any, topic: str, timeout: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dpt-ros-replay", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(prog="dpt-ros-replay", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bag", type=Path)
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1)")
     parser.add_argument("--start-offset", type=float, default=0.0, help="seconds into the bag to start at")

@@ -3,12 +3,12 @@ fetching them (resumable, SHA-256 verified), and whether the files you have are 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from dpt_ros.model.download import DOWNLOAD_COMMAND, DownloadError, ExpectedDigest, download_file, sha256_of, source_url
 from dpt_ros.model.presets import PRESETS, Preset
+from dpt_ros.tools import cli
 
 DEFAULT_MODELS_DIR = Path("models")
 
@@ -56,7 +56,7 @@ def download(presets: list[Preset], models_dir: Path, url: str | None, mirror: s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dpt-ros-weights", description=__doc__)
+    parser = cli.ArgumentParser(prog="dpt-ros-weights", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="presets, their weight files, download URLs and SHA-256 prefixes")
     fetch = sub.add_parser("download", help="fetch weight files into the models directory (resumable, verified)")

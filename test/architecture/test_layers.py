@@ -155,6 +155,7 @@ def test_training_depends_on_the_ros_package_not_the_other_way():
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_everything_below_the_ros_shell_imports_with_rclpy_blocked():
     modules = sorted(
         m for m in _product_modules() if _layer_package(m) is not None and _layer_package(m) not in RCLPY_IMPORTERS

@@ -16,6 +16,8 @@ from dpt_ros import build_model
 from dpt_ros.model.checkpoint import hf_to_official, official_to_hf
 from dpt_ros.model.presets import get_preset
 
+pytestmark = pytest.mark.slow  # full-size DPT-Large and DPT-Hybrid networks, twice each
+
 TOLERANCE = 1e-4  # max |ours - ref| / max |ref|, float32
 
 

@@ -28,6 +28,7 @@ def test_a_newer_image_replaces_only_its_own_cameras_pending_image() -> None:
     assert slots.take_all(timeout_s=0.01) is None  # nothing left: no backlog
 
 
+@pytest.mark.timing
 def test_take_all_waits_briefly_for_the_other_cameras() -> None:
     slots: LatestPerCamera[str] = LatestPerCamera(["front", "left"])
     slots.put("left", "l1")  # the order of arrival does not matter: results come in camera order

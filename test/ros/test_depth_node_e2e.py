@@ -28,6 +28,7 @@ from support.depth_node_harness import (
     RosPeer,
     camera_info,
     compressed_image,
+    diagnostic_values,
     header,
     pattern_image,
     publish_until,
@@ -35,6 +36,8 @@ from support.depth_node_harness import (
     same_stamp,
     stamp,
 )
+
+pytestmark = pytest.mark.ros
 
 LOG_PERIOD_S = 10.0  # the node logs each kind of bad input at most this often
 _stamps = itertools.count(1000)  # strictly increasing across the module: the node rejects older stamps
@@ -154,7 +157,7 @@ def test_relative_model_never_publishes_metres_and_scales_camera_info(relative) 
     assert (inverse.encoding, inverse.width, inverse.height) == ("32FC1", 75, 50)  # output_scale 0.5
     assert (info.width, info.height) == (75, 50)
     np.testing.assert_allclose(info.k, [50, 0, 74.5 * 0.5 - 0.25, 0, 50, 49.5 * 0.5 - 0.25, 0, 0, 1])
-    time.sleep(1.0)  # anything metric would have been published right after depth/relative
+    _after_every_earlier_output(relative, "depth/relative")
     for topic in ("depth", "depth/mm", "points"):
         assert not relative.outputs[topic].messages, f"relative model published on {topic}"
     diagnostics = relative.latest_diagnostics() or _wait_diagnostics(relative)
@@ -172,6 +175,28 @@ def test_compressed_stream(compressed, image_format) -> None:
     received_rgb = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=-1)
     expected_bgr = cv2.imdecode(np.frombuffer(bytes(image.data), np.uint8), cv2.IMREAD_COLOR)
     np.testing.assert_array_equal(received_rgb, expected_bgr[..., ::-1])
+
+
+def _after_every_earlier_output(node: DepthNodeUnderTest, topic: str = "depth") -> None:
+    """Returns once a fresh frame's `topic` answered. The node handles frames one at a time and publishes all
+    of a frame's outputs before it starts the next, so whatever it published for earlier frames went out at
+    least one inference earlier: a check that something was NOT published is then not just a slow node."""
+    at = next_header()
+    node.exchange(raw_image(at, pattern_image(160, 120), "rgb8"), None, (topic,))
+
+
+def _next_diagnostics(node: DepthNodeUnderTest, timeout_s: float = 15.0) -> dict:
+    """The values of a diagnostics message from the node published after this call: the second new one, as the
+    first may have been on its way already."""
+    def mine() -> list:
+        return [m for m in node.diagnostics.snapshot()[0] if any(s.name == node.status_name for s in m.status)]
+
+    seen = len(mine())
+    deadline = time.monotonic() + timeout_s
+    while len(mine()) <= seen + 1:
+        assert time.monotonic() < deadline, f"no diagnostics from {node.status_name} in {timeout_s} s"
+        time.sleep(0.05)
+    return diagnostic_values(mine()[seen + 1])
 
 
 def _wait_diagnostics(node: DepthNodeUnderTest, predicate=lambda values: True, timeout_s: float = 15.0) -> dict:
@@ -278,11 +303,16 @@ def test_camera_info_of_another_resolution(metric) -> None:
 
     _expect_rejected(metric, "camera_info_resolution_mismatch", send, good_topics=("depth", "points"))
     # While the camera_info does not fit, depth is still published, but no cloud or camera_info for it.
+    # The node keeps the latest camera_info: once an image without one is counted as a mismatch, the
+    # node holds the 320 x 240 one (no waiting for its delivery on a fixed sleep).
+    _after_every_earlier_output(metric)  # every mismatch sent above is counted in the next diagnostics
+    mismatches = int(_next_diagnostics(metric)["camera_info_resolution_mismatch"])
     metric.info_pub.publish(camera_info(next_header(), 320, 240))
-    time.sleep(1.0)
+    assert publish_until(lambda: metric.send(raw_image(next_header(), pattern_image(160, 120), "rgb8")),
+                         lambda: metric.counter("camera_info_resolution_mismatch") > mismatches), metric.process.output()
     at = next_header()
     metric.exchange(raw_image(at, pattern_image(160, 120), "rgb8"), None, ("depth",))
-    time.sleep(1.0)
+    _after_every_earlier_output(metric)
     assert metric.outputs["points"].find(lambda m: m.header.stamp == at.stamp) is None
     assert metric.outputs["depth/camera_info"].find(lambda m: m.header.stamp == at.stamp) is None
 
@@ -329,6 +359,7 @@ def test_runtime_parameter_changes_are_validated(peer, metric) -> None:
     assert result.successful
 
 
+@pytest.mark.slow
 def test_no_inference_while_nobody_subscribes(peer, tmp_path) -> None:
     process = NodeProcess({**TEST_PARAMETERS, "model": "dpt_hybrid_kitti"}, tmp_path, "/idle")
     try:
@@ -347,6 +378,7 @@ def test_no_inference_while_nobody_subscribes(peer, tmp_path) -> None:
         assert process.stop() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("weights", ["", "corrupt.pt"])
 def test_missing_or_bad_weights_stop_the_node_with_one_clear_line(tmp_path, weights) -> None:
     (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint\n" * 10)
@@ -379,6 +411,7 @@ def test_invalid_parameter_file_stops_the_node_with_the_reason(tmp_path) -> None
     assert "colored_range" in output and "Traceback" not in output
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     "node_fixture, signal_number",
     [("metric", signal.SIGINT), ("relative", signal.SIGTERM), ("compressed", signal.SIGINT)],  # launch sends both

@@ -4,8 +4,6 @@ front and left share a size (160 x 120) and must share a forward pass; rear (150
 batch. Every camera's outputs come back under its own name with its own stamp and frame_id.
 """
 
-import time
-
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -25,6 +23,8 @@ from support.depth_node_harness import (
 NAMESPACE = "/multi"
 CAMERA_SIZES = {"front": (160, 120), "left": (160, 120), "rear": (150, 100)}
 OUTPUTS = {"depth": Image, "depth/camera_info": CameraInfo, "points": PointCloud2}
+
+pytestmark = pytest.mark.ros
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,7 @@ def _camera_diagnostics(diagnostics, camera: str) -> dict[str, str]:
     return {kv.key: kv.value for kv in statuses[-1].values} if statuses else {}
 
 
+@pytest.mark.timing  # the same-sized images must arrive within batch_wait of each other
 def test_each_camera_gets_its_own_outputs_and_same_sized_cameras_share_a_forward_pass(rig) -> None:
     peer, process, cameras, unprefixed_depth, diagnostics = rig
     headers = {
@@ -92,9 +93,9 @@ def test_each_camera_gets_its_own_outputs_and_same_sized_cameras_share_a_forward
         values = {name: _camera_diagnostics(diagnostics, name) for name in CAMERA_SIZES}
         return all(values.values()) and [values[n]["last_batch_size"] for n in CAMERA_SIZES] == ["2", "2", "1"]
 
-    deadline = time.monotonic() + 15
-    while not batched() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # The same-sized images meet if they arrive within batch_wait of each other: on a loaded machine one round
+    # may miss that window, so rounds go on (equal stamps are accepted again) until a batch of two is reported.
+    publish_until(send_all, batched)
     values = {name: _camera_diagnostics(diagnostics, name) for name in CAMERA_SIZES}
     assert batched(), values
     assert int(values["front"]["frames_batched_with_other_cameras"]) >= 1

@@ -39,6 +39,8 @@ from support.depth_node_harness import (
 )
 from support.fake_engines import fake_engine_factory, fixed_prediction
 
+pytestmark = pytest.mark.ros
+
 WIDTH, HEIGHT, FOCAL = 160, 120, 125.0
 K = np.array([[FOCAL, 0.0, (WIDTH - 1) / 2], [0.0, FOCAL, (HEIGHT - 1) / 2], [0.0, 0.0, 1.0]])
 LIDAR_POSITION = (0.0, -0.3, -0.1)  # in the camera optical frame: 0.3 m up, 0.1 m back

@@ -29,6 +29,8 @@ from support.depth_node_harness import (
     stamp,
 )
 
+pytestmark = pytest.mark.ros
+
 NAMESPACE = "/perception"
 WIDTH, HEIGHT = 64, 48
 SEMANTIC_TOPICS = {"semantic/labels": Image, "semantic/colored": Image, "semantic/overlay": Image}
@@ -169,6 +171,7 @@ def test_ignore_classes_set_at_runtime_drop_those_points(node, peer):
     np.testing.assert_array_equal(points["label"], labels)
 
 
+@pytest.mark.slow
 def test_segmentation_alone_needs_no_depth_model_and_no_camera_info(peer, tmp_path_factory):
     topics = {"semantic/labels": Image, "semantic/colored": Image}
     diagnostics = peer.collect(DiagnosticArray, "/diagnostics")

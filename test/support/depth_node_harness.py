@@ -1,11 +1,10 @@
 """End-to-end test helpers: the depth node as a real subprocess, and a real rclpy node in the test process.
 
-The subprocess inherits the test environment (conftest.py sets ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-and a random ROS_DOMAIN_ID), imports this worktree's dpt_ros, and uses the shipped Fast DDS profile.
+The subprocess inherits the test environment (conftest.py sets ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST,
+a random ROS_DOMAIN_ID and the shipped Fast DDS profile) and imports this worktree's dpt_ros.
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,20 +16,17 @@ from typing import Any
 
 import cv2
 import numpy as np
-import rclpy
 import yaml
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
-from support.environment import REPO_ROOT, subprocess_env
+from support.environment import subprocess_env
+from support.ros_runtime import SpinningContext
 
-FASTDDS_PROFILE = REPO_ROOT / "config" / "fastdds_shm.xml"
 DISCOVERY_TIMEOUT_S = 30.0  # first answer includes model loading and DDS discovery (~3 s) on a busy CPU
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -50,14 +46,6 @@ TEST_PARAMETERS = {
     "input_size": [96, 64],
     "device": "cpu",
 }
-
-
-def ros_environment() -> dict[str, str]:
-    """This process's environment (domain id, localhost discovery) + worktree imports + the SHM profile."""
-    env = subprocess_env()
-    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 class NodeProcess:
@@ -81,7 +69,7 @@ class NodeProcess:
                  "-r", f"__ns:={namespace}"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=ros_environment(),
+                env=subprocess_env(PYTHONUNBUFFERED="1"),  # conftest: domain, discovery, SHM profile
                 cwd=workdir,
             )
 
@@ -143,14 +131,9 @@ class RosPeer:
     """A real rclpy node in the test process (own context, executor thread) that talks to the depth node."""
 
     def __init__(self) -> None:
-        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = Node("depth_node_tester", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        self._runtime = SpinningContext()
+        self.context = self._runtime.context
+        self.node = self._runtime.add(Node("depth_node_tester", context=self.context))
 
     def publisher(self, msg_type: type, topic: str) -> Any:
         return self.node.create_publisher(msg_type, topic, RELIABLE)
@@ -161,10 +144,7 @@ class RosPeer:
         return collector
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-        self._thread.join(timeout=10)
+        self._runtime.close()
 
 
 def stamp(seconds: int, nanoseconds: int = 0) -> Time:

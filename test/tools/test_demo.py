@@ -11,14 +11,17 @@ import sys
 import time
 from pathlib import Path
 
-from support.environment import REPO_ROOT, subprocess_env
+import pytest
+
+from support.environment import subprocess_env
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timing]
 
 DEMO_BUDGET_S = 180.0
 
 
 def test_demo_runs_end_to_end_within_budget(tmp_path):
-    env = subprocess_env()  # conftest: localhost discovery, random domain
-    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(REPO_ROOT / "config" / "fastdds_shm.xml")
+    env = subprocess_env()  # conftest: localhost discovery, random domain, SHM profile
     output = tmp_path / "demo_output"
     start = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--output", str(output),

@@ -28,7 +28,7 @@ def test_cli_writes_pngs_and_reports_unreadable_files(tmp_path, capsys):
 
 
 def test_cli_without_weights_says_where_to_get_them(tmp_path, capsys):
-    assert main([str(tmp_path / "x.png"), "--weights", str(tmp_path / "absent.pt"), "--device", "cpu"]) == 1
+    assert main([str(tmp_path / "x.png"), "--weights", str(tmp_path / "absent.pt"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "https://github.com/isl-org/DPT/releases/download/1_0/dpt_hybrid-midas-501f0c75.pt" in err
     assert "`dpt-ros-weights download dpt_hybrid_midas`" in err

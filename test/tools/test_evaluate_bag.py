@@ -273,6 +273,7 @@ def test_metric_models_are_scored_as_published_and_refined_when_asked(exact_bags
     assert summary["methods"]["node"]["metrics"]["abs_rel"] < 1e-5
 
 
+@pytest.mark.slow
 def test_the_evaluator_needs_no_ros_runtime(exact_bags, tmp_path):
     """With rclpy impossible to import, dpt-ros-eval still evaluates a bag."""
     script = (

@@ -22,8 +22,10 @@ from dpt_ros.sim.drive import render_sequence
 from dpt_ros.tools.demo import compare_live_and_offline, recorded_depth
 from dpt_ros.tools.evaluate_bag import EvaluationOptions, reproduce_node_depth
 from dpt_ros.tools.make_sample_bag import sample_config, write_sample_bag
-from support.environment import REPO_ROOT, subprocess_env
+from support.environment import subprocess_env
 from support.fake_engines import FakeEngine, content_key, lookup_by_content
+
+pytestmark = pytest.mark.ros
 
 NAMESPACE = "/live_replay"
 N_FRAMES = 6
@@ -62,11 +64,11 @@ def running_node():
     spinner.join(timeout=10)
 
 
+@pytest.mark.timing  # the node must answer every frame replayed 0.4 s apart (a slower answer drops the next)
 def test_live_node_depth_equals_offline_core_path(tmp_path, running_node):
     bag = write_sample_bag(tmp_path / "bag", "mcap", CONFIG).path
     recording = tmp_path / "recorded"
-    env = subprocess_env()  # conftest: localhost discovery, random domain
-    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(REPO_ROOT / "config" / "fastdds_shm.xml")
+    env = subprocess_env()  # conftest: localhost discovery, random domain, SHM profile
     remaps = [f"/camera/image_raw:={NAMESPACE}/image", f"/camera/camera_info:={NAMESPACE}/camera_info",
               f"/lidar/points:={NAMESPACE}/lidar/points"]
     result = subprocess.run(

@@ -112,6 +112,7 @@ def test_defaults_are_the_paper_recipe():
     assert config.loss.kind == "silog" and math.isclose(config.loss.variance_focus, 0.85)
 
 
+@pytest.mark.slow
 def test_every_dpt_train_module_imports_with_rclpy_blocked():
     modules = [m.name for m in pkgutil.walk_packages(dpt_train.__path__, prefix="dpt_train.")]
     assert {"dpt_train.cli", "dpt_train.engine", "dpt_train.data", "dpt_train.kitti_raw"} <= set(modules)

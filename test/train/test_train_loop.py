@@ -47,6 +47,7 @@ def _constant_prediction_abs_rel(paths, augment) -> float:
     return aggregator.mean()["abs_rel"]
 
 
+@pytest.mark.slow  # the module's 120-step training run
 def test_small_dpt_learns_validation_abs_rel_drops(trained, paths):
     trainer, initial, final, _ = trained
     assert final["abs_rel"] < 0.5 * initial["abs_rel"]
@@ -55,6 +56,7 @@ def test_small_dpt_learns_validation_abs_rel_drops(trained, paths):
     assert final["delta1"] > initial["delta1"] + 0.3
 
 
+@pytest.mark.slow  # the module's 120-step training run
 def test_run_folder_holds_config_logs_plots_and_rotated_checkpoints(trained):
     trainer, _, _, run = trained
     assert load_config(run / "config.yaml") == trainer.config  # resolved config round-trips
@@ -70,6 +72,7 @@ def test_run_folder_holds_config_logs_plots_and_rotated_checkpoints(trained):
     assert (run / "weights" / "best.pt").is_file()
 
 
+@pytest.mark.slow  # the module's 120-step training run
 def test_checkpoint_loads_in_node_model_loader_with_same_output(trained, paths):
     trainer, _, _, run = trained
     preset = resolve_preset(load_config(run / "config.yaml").model)
@@ -97,12 +100,14 @@ def test_reduced_precision_steps_have_float32_loss_and_finite_weights(paths, tmp
     trainer.close()
 
 
+@pytest.mark.slow  # the module's 120-step training run
 def test_split_lines_without_ground_truth_are_not_scored(trained, paths):
     trainer = trained[0]
     lines = read_split(paths["val"])
     assert len(trainer.val_set) == sum(line.depth is not None for line in lines) == 7 < len(lines)
 
 
+@pytest.mark.slow  # the module's 120-step training run
 def test_dpt_eval_cli_reproduces_validation_through_the_inference_engine(trained, tmp_path, capsys):
     trainer, _, final, run = trained
     out = tmp_path / "eval"
@@ -117,6 +122,7 @@ def test_dpt_eval_cli_reproduces_validation_through_the_inference_engine(trained
     assert "abs_rel" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # the module's 120-step training run
 def test_relative_to_metric_recipe_recovers_the_head_constants(trained, paths, tmp_path):
     """The trained network turns its raw output x into metres with 1/(0.05 x + 0.0125). Loaded under the
     stock KITTI constants it is badly off; the recipe (robust per-sample alignment of x to 1/gt, averaged,

@@ -22,17 +22,24 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch.distributed as dist  # noqa: E402
+import yaml  # noqa: E402
 
 from dpt_ros.eval.depth_metrics import METRIC_NAMES, format_table  # noqa: E402
+from dpt_ros.model.checkpoint import WeightsError  # noqa: E402
 from dpt_ros.model.engine import InferenceEngine  # noqa: E402
+from dpt_ros.tools.cli import ArgumentParser, user_error  # noqa: E402
 from dpt_train.checkpoint import atomic_write_text  # noqa: E402
 from dpt_train.config import load_config, save_config  # noqa: E402
-from dpt_train.data import dataset_from_config  # noqa: E402
+from dpt_train.data import BadSampleError, dataset_from_config  # noqa: E402
 from dpt_train.engine import Trainer, init_distributed  # noqa: E402
 from dpt_train.evaluate import evaluate_dataset  # noqa: E402
 from dpt_train.model import resolve_preset  # noqa: E402
+from dpt_train.recipe import RecipeError  # noqa: E402
 
 _PRECISION = {"none": "fp32", "bf16": "bf16", "fp16": "fp16"}
+# What a user can cause and fix: a bad config value or override, a missing or unreadable file (config, split,
+# image, weights, checkpoint), data the recipe cannot use. Each ends the command with one line and status 2.
+USER_ERRORS = (ValueError, OSError, yaml.YAMLError, WeightsError, BadSampleError, RecipeError)
 
 
 def _setup_logging() -> None:
@@ -42,12 +49,19 @@ def _setup_logging() -> None:
 
 def train_main(argv: list[str] | None = None) -> int:
     """Entry point of `dpt-train`."""
-    parser = argparse.ArgumentParser(prog="dpt-train", description="Fine-tune a DPT depth model on KITTI.")
+    parser = ArgumentParser(prog="dpt-train", description="Fine-tune a DPT depth model on KITTI.")
     parser.add_argument("--config", help="YAML config (defaults: dpt_train.config.TrainConfig)")
     parser.add_argument("--resume", help="step checkpoint to resume from, or 'auto' for the run's newest")
     parser.add_argument("overrides", nargs="*", help="section.key=value (value parsed as YAML)")
     args = parser.parse_args(argv)
     _setup_logging()
+    try:
+        return _train(args)
+    except USER_ERRORS as error:
+        return user_error(parser.prog, error)
+
+
+def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     context = init_distributed(config.device)
     trainer = Trainer(config, context)
@@ -74,7 +88,7 @@ def _plot_abs_rel(per_image: list[tuple[int, dict[str, float]]], png_path: Path)
 
 def eval_main(argv: list[str] | None = None) -> int:
     """Entry point of `dpt-eval`: the KITTI metric table of a model on a split, plus per-image results."""
-    parser = argparse.ArgumentParser(prog="dpt-eval", description="Evaluate a DPT depth model on a KITTI split.")
+    parser = ArgumentParser(prog="dpt-eval", description="Evaluate a DPT depth model on a KITTI split.")
     parser.add_argument("--config", help="YAML config (a run's config.yaml rebuilds its exact network)")
     parser.add_argument("--weights", help="weights file (official .pt, dpt-train weights or checkpoint)")
     parser.add_argument("--split", help="split file to evaluate (default: data.val_split)")
@@ -82,6 +96,13 @@ def eval_main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. eval.crop=eigen")
     args = parser.parse_args(argv)
     _setup_logging()
+    try:
+        return _evaluate(args)
+    except USER_ERRORS as error:
+        return user_error(parser.prog, error)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.weights:
         overrides.append(f"model.weights={args.weights}")

@@ -57,9 +57,10 @@ class DataConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     """Separate learning rates for the backbone (`pretrained`) and the decoder/head (everything else);
-    linear warm-up over warmup_steps, then cosine or polynomial (power 0.9) decay to min_lr_ratio."""
+    linear warm-up over warmup_steps, then cosine or polynomial (power 0.9) decay to min_lr_ratio.
+    momentum applies to sgd only (heavy-ball)."""
 
-    optimizer: Literal["adamw", "adam"] = "adamw"
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     backbone_lr: float = 1e-5
     decoder_lr: float = 1e-4
     weight_decay: float = 1e-2
@@ -67,6 +68,7 @@ class OptimConfig:
     decay: Literal["cosine", "poly", "none"] = "poly"
     min_lr_ratio: float = 0.01
     grad_clip: float = 1.0
+    momentum: float = 0.9
 
 
 @dataclass(frozen=True)

@@ -157,8 +157,12 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 static_graph=True,
             )
-        optimizer_class = torch.optim.AdamW if config.optim.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = optimizer_class(parameter_groups(self.model, config.optim))
+        groups = parameter_groups(self.model, config.optim)
+        if config.optim.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(groups, momentum=config.optim.momentum)
+        else:
+            optimizer_class = torch.optim.AdamW if config.optim.optimizer == "adamw" else torch.optim.Adam
+            self.optimizer = optimizer_class(groups)
         schedule = WarmupDecay(config.optim.warmup_steps, config.max_steps, config.optim.decay,
                                config.optim.min_lr_ratio)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)

@@ -23,6 +23,10 @@ from dpt_train.model import relative_output
 LOG = logging.getLogger(__name__)
 
 
+class RecipeError(RuntimeError):
+    """The recipe cannot start on this data (e.g. no sample could be aligned). The message is for users."""
+
+
 @torch.no_grad()
 def estimate_scale_shift(
     model: DPT, dataset: KittiDepthDataset, device: torch.device, samples: int = 0
@@ -31,7 +35,8 @@ def estimate_scale_shift(
 
     dataset: an evaluation-mode dataset (KB-cropped image, full-size depth) over the training split.
     samples: number of evenly spaced samples to use (0 = all). Samples whose robust fit fails (too few
-    points, degenerate depth range) are skipped. Returns (scale, shift, samples fitted).
+    points, degenerate depth range) are skipped. Returns (scale, shift, samples fitted); raises RecipeError
+    when every sample's fit fails.
     """
     model.eval()
     count = len(dataset) if samples <= 0 else min(samples, len(dataset))
@@ -50,5 +55,6 @@ def estimate_scale_shift(
             else:
                 LOG.warning("sample %d: no robust alignment (%s)", int(index), fit.reason)
     if not scales:
-        raise RuntimeError("the robust alignment failed on every training sample; cannot start the recipe")
+        raise RecipeError(f"the robust alignment failed on all {count} training samples tried (see the warnings "
+                          "above for why); the recipe cannot estimate the metric head's scale and shift")
     return float(np.mean(scales)), float(np.mean(shifts)), len(scales)
