@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from dpt_ros.alignment.lidar_depth import LensModel
 from dpt_ros.app.node_config import DepthNodeConfig
 from dpt_ros.bags.rosbag_io import (
     CAMERA_INFO,
@@ -33,7 +32,13 @@ from dpt_ros.bags.rosbag_io import (
 )
 from dpt_ros.bags.transforms import TransformLookupError, TransformTree
 from dpt_ros.errors import InputError
-from dpt_ros.geometry.camera import PinholeIntrinsics, intrinsics_from_matrices, require_resolution
+from dpt_ros.geometry.camera import (
+    PinholeIntrinsics,
+    intrinsics_from_matrices,
+    lens_from_camera_info,
+    message_field,
+    require_resolution,
+)
 from dpt_ros.geometry.cloud_fields import POINT_FIELD_DTYPES, xyz_from_cloud_buffer
 from dpt_ros.pipeline.image_codec import decode_compressed_image, decode_raw_image
 from dpt_ros.pipeline.scan_buffer import NearestStampBuffer
@@ -161,19 +166,11 @@ def paired_frames(reader: Any, selection: TopicSelection, max_lidar_dt: float = 
 class FrameInputs:
     rgb: np.ndarray
     intrinsics: PinholeIntrinsics
-    lens: LensModel
+    lens: PinholeIntrinsics  # with the lens distortion when intrinsics_source is "K"
     xyz: np.ndarray  # (N, 3) LiDAR frame
     ring: np.ndarray | None
     T_cam_lidar: np.ndarray
     extrinsic_source: str  # "tf" (the bag's) or "parameter" (--extrinsic), as the node reports it
-
-
-def message_field(message: Any, *names: str) -> Any:
-    """First attribute present: ROS 2 CameraInfo says k/d, ROS 1 says K/D."""
-    for name in names:
-        if hasattr(message, name):
-            return getattr(message, name)
-    raise AttributeError(names[0])
 
 
 def cloud_column(cloud: Any, name: str) -> np.ndarray | None:
@@ -186,14 +183,6 @@ def cloud_column(cloud: Any, name: str) -> np.ndarray | None:
             points = rows[:, : cloud.width * cloud.point_step].reshape(cloud.height * cloud.width, cloud.point_step)
             return points[:, field_.offset : field_.offset + dtype.itemsize].copy().view(dtype).ravel()
     return None
-
-
-def lens_from_camera_info(info: Any, intrinsics_source: str) -> LensModel:
-    """The lens the prediction is for, built as the node builds it (`LensModel.from_calibration`)."""
-    return LensModel.from_calibration(
-        message_field(info, "k", "K"), message_field(info, "d", "D"), message_field(info, "p", "P"),
-        info.distortion_model, intrinsics_source, info.width, info.height,
-    )
 
 
 def decode_frame(pair: PairedFrame, tree: TransformTree, config: DepthNodeConfig) -> FrameInputs:

@@ -19,7 +19,7 @@ from typing import Final, Protocol
 import cv2
 import numpy as np
 
-from dpt_ros.alignment.lidar_depth import NO_SCAN, LensModel, LidarScan
+from dpt_ros.alignment.lidar_depth import NO_SCAN, LidarScan
 from dpt_ros.geometry.camera import PinholeIntrinsics, scale_intrinsics
 from dpt_ros.geometry.pointcloud import PackedCloud, build_point_cloud
 from dpt_ros.model.presets import METRIC_DEPTH, RELATIVE_INVERSE_DEPTH
@@ -42,7 +42,7 @@ class LidarFrameInput:
     without camera_info), the paired scan (None when there is none) and, then, why there is none."""
 
     stamp: float
-    lens: LensModel | None
+    lens: PinholeIntrinsics | None
     scan: LidarScan | None
     missing_scan_reason: str = NO_SCAN
 

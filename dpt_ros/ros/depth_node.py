@@ -32,7 +32,7 @@ from dpt_ros.alignment.lidar_depth import NO_SCAN
 from dpt_ros.app.depth_setup import build_depth_pipeline
 from dpt_ros.app.node_config import DepthNodeConfig
 from dpt_ros.errors import InputError
-from dpt_ros.geometry.camera import PinholeIntrinsics, require_resolution
+from dpt_ros.geometry.camera import PinholeIntrinsics, lens_from_camera_info, require_resolution
 from dpt_ros.model.checkpoint import WeightsError
 from dpt_ros.model.presets import Preset, get_preset
 from dpt_ros.pipeline.batching import LatestPerCamera, group_by_image_size
@@ -47,7 +47,7 @@ from dpt_ros.pipeline.depth import (
 from dpt_ros.pipeline.image_codec import depth_to_16uc1_mm, depth_to_32fc1
 from dpt_ros.pipeline.stats import FrameStats, LogLimiter
 from dpt_ros.ros import conversions
-from dpt_ros.ros.lidar_input import LidarInput, lens_from_camera_info
+from dpt_ros.ros.lidar_input import LidarInput
 from dpt_ros.ros.params import declare_config, watch_config
 
 NODE_NAME = "depth_node"
@@ -405,7 +405,7 @@ class DepthNode(Node):
         stamp = conversions.stamp_ns(header.stamp) * 1e-9
         if camera_info is None:  # nothing to project with: do not even parse the cloud
             return LidarFrameInput(stamp, None, None, "no usable camera_info: cannot project LiDAR points")
-        lens = lens_from_camera_info(camera_info, self._config.intrinsics_source, width, height)
+        lens = lens_from_camera_info(camera_info, self._config.intrinsics_source)
         try:
             scan, missing_reason = self._lidar.scan_for(header)
         except ValueError as error:  # a malformed cloud: count it, align this frame without LiDAR

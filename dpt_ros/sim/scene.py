@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dpt_ros.geometry.camera import PinholeIntrinsics
+
 _EPS = 1e-6
 
 
@@ -230,28 +232,6 @@ def cast_rays(scene: Scene, origin: np.ndarray, directions: np.ndarray) -> RayHi
 
 
 @dataclass(frozen=True)
-class PinholeCamera:
-    """Ideal pinhole camera (no distortion); intrinsics in pixels."""
-
-    width: int = 320
-    height: int = 240
-    fx: float = 250.0
-    fy: float = 250.0
-    cx: float = 159.5
-    cy: float = 119.5
-
-    @property
-    def K(self) -> np.ndarray:  # noqa: N802 - the standard name
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-
-    def pixel_rays(self) -> np.ndarray:
-        """(H·W, 3) optical-frame directions with unit Z, row-major over (v, u)."""
-        v, u = np.mgrid[0 : self.height, 0 : self.width].astype(float)
-        rays = np.stack([(u - self.cx) / self.fx, (v - self.cy) / self.fy, np.ones_like(u)], axis=-1)
-        return rays.reshape(-1, 3)
-
-
-@dataclass(frozen=True)
 class CameraRender:
     rgb: np.ndarray  # (H, W, 3) uint8
     depth: np.ndarray  # (H, W) float32 metres along the optical axis, NaN where nothing is hit (sky)
@@ -279,8 +259,9 @@ def _shade(scene: Scene, hits: RayHits, points: np.ndarray) -> np.ndarray:
     return np.clip(colors, 0.0, 1.0)
 
 
-def render_camera(scene: Scene, camera: PinholeCamera, T_world_optical: np.ndarray) -> CameraRender:
-    """Exact depth (Z along the optical axis) and a textured RGB image of ``scene`` seen from the camera pose."""
+def render_camera(scene: Scene, camera: PinholeIntrinsics, T_world_optical: np.ndarray) -> CameraRender:
+    """Exact depth (Z along the optical axis) and a textured RGB image of ``scene`` seen from the camera pose
+    (an ideal pinhole: the camera's distortion, if any, is not rendered)."""
     rays_optical = camera.pixel_rays()
     directions = rays_optical @ T_world_optical[:3, :3].T
     origin = T_world_optical[:3, 3]
@@ -403,11 +384,9 @@ def render_depth(scene: Scene, K: np.ndarray, image_size: tuple[int, int]) -> np
 
     image_size is (width, height); rays go through pixel centres (integer pixel coordinates).
     """
-    width, height = image_size
-    cols, rows = np.meshgrid(np.arange(width, dtype=float), np.arange(height, dtype=float))
-    pixels = np.stack((cols.ravel(), rows.ravel(), np.ones(cols.size)), axis=1)
-    directions = pixels @ np.linalg.inv(np.asarray(K, dtype=float)).T  # z component is 1: t is depth
-    return ray_cast(np.zeros(3), directions, scene).reshape(height, width)
+    camera = PinholeIntrinsics.from_matrix(K, image_size)
+    # pixel rays have unit z, so the ray parameter t is the depth
+    return ray_cast(np.zeros(3), camera.pixel_rays(), scene).reshape(camera.height, camera.width)
 
 
 def spinning_lidar_scan(scene: Scene, T_cam_lidar: np.ndarray, n_beams: int = 64, n_azimuth: int = 1875,

@@ -29,7 +29,7 @@ from dpt_ros.alignment.fit import DEPTH, INVERSE_DEPTH, fit_samples, to_metric
 from dpt_ros.alignment.lidar_depth import AlignedDepth, LidarScan
 from dpt_ros.app.depth_setup import depth_stage
 from dpt_ros.app.node_config import DepthNodeConfig
-from dpt_ros.bags.frames import FrameInputs, PairedFrame, TopicSelection, decoded_frames, message_field, select_topics
+from dpt_ros.bags.frames import FrameInputs, PairedFrame, TopicSelection, decoded_frames, select_topics
 from dpt_ros.bags.rosbag_io import (
     CAMERA_INFO,
     IMAGE,
@@ -52,7 +52,8 @@ from dpt_ros.eval.holdout import (
     score_points,
     static_pixel_flicker,
 )
-from dpt_ros.geometry.lidar_projection import keep_nearest_per_pixel, project_points
+from dpt_ros.geometry.camera import message_field
+from dpt_ros.geometry.lidar_projection import keep_nearest_per_pixel, project_into_camera
 from dpt_ros.geometry.pointcloud import PackedCloud
 from dpt_ros.pipeline.depth import RELATIVE_INVERSE_DEPTH, DepthEstimate, DepthPipeline, Frame, LidarFrameInput
 from dpt_ros.tools.evaluation_report import FrameRecord, plot_example, summarise, write_run_folder
@@ -209,9 +210,8 @@ class BagEvaluation:
                node_depth: np.ndarray | None) -> None:
         """Every method's metres at the held-out pixels that no fitting point touches, and their scores."""
         lens, config = inputs.lens, self.node.config
-        projected = keep_nearest_per_pixel(project_points(
-            held_xyz, inputs.T_cam_lidar, lens.K, lens.image_size, lens.D, lens.distortion_model,
-            config.lidar_min_range, config.lidar_max_range), lens.image_size)
+        projected = keep_nearest_per_pixel(project_into_camera(
+            held_xyz, inputs.T_cam_lidar, lens, config.lidar_min_range, config.lidar_max_range), lens.image_size)
         fitting = _pixel_samples_of_sparse(node_frame.aligned.sparse_depth)  # what the node's fit saw
         held = drop_shared_pixels(PixelSamples(projected.row, projected.col, projected.depth.astype(np.float64)),
                                   fitting, lens.image_size[0])

@@ -18,9 +18,9 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 import dpt_ros.app.depth_setup as depth_setup
+from dpt_ros.geometry.camera import lens_from_camera_info
 from dpt_ros.model.presets import get_preset
 from dpt_ros.ros.depth_node import DepthNode, StartupError
-from dpt_ros.ros.lidar_input import lens_from_camera_info
 from dpt_ros.sim.scene import (
     OPTICAL_FROM_LIDAR_ROTATION,
     pose,
@@ -213,8 +213,8 @@ def test_lens_follows_the_intrinsics_source():
     info = camera_info(header(stamp(1)), WIDTH, HEIGHT, focal=FOCAL)
     info.d = [-0.1, 0.01, 0.0, 0.0, 0.0]
     info.p = [150.0, 0.0, 80.0, 0.0, 0.0, 151.0, 60.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    raw = lens_from_camera_info(info, "K", WIDTH, HEIGHT)
+    raw = lens_from_camera_info(info, "K")
     np.testing.assert_array_equal(raw.K, K)
     assert raw.D.tolist() == info.d.tolist() and raw.distortion_model == "plumb_bob"
-    rectified = lens_from_camera_info(info, "P", WIDTH, HEIGHT)
+    rectified = lens_from_camera_info(info, "P")
     assert rectified.D is None and rectified.K[0, 0] == 150.0 and rectified.K[1, 2] == 60.0

@@ -5,12 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 
+from dpt_ros.geometry.camera import PinholeIntrinsics
 from dpt_ros.sim.drive import SensorRig, SequenceConfig, drive_scene, render_sequence
 from dpt_ros.sim.scene import (
     R_BASE_OPTICAL,
     Box,
     LidarConfig,
-    PinholeCamera,
     Plane,
     Scene,
     Sphere,
@@ -24,7 +24,7 @@ from dpt_ros.sim.scene import (
 )
 
 GREY = Surface((0.5, 0.5, 0.5))
-CAMERA = PinholeCamera(width=64, height=48, fx=50.0, fy=50.0, cx=31.5, cy=23.5)
+CAMERA = PinholeIntrinsics(width=64, height=48, fx=50.0, fy=50.0, cx=31.5, cy=23.5)
 EXACT_LIDAR = LidarConfig(range_noise_std=0.0, dropout_probability=0.0, edge_leak_probability=0.0)
 
 

@@ -18,6 +18,7 @@ import pytest
 import dpt_ros.app.depth_setup as depth_setup
 from dpt_ros.bags.rosbag_io import bag_topics, iterate_messages, open_bag
 from dpt_ros.eval.holdout import HoldoutConfig, holdout_mask
+from dpt_ros.geometry.camera import PinholeIntrinsics
 from dpt_ros.geometry.cloud_fields import xyz_from_cloud_buffer
 from dpt_ros.geometry.lidar_projection import project_lidar
 from dpt_ros.sim.drive import SensorRig, SequenceConfig, render_sequence
@@ -25,7 +26,6 @@ from dpt_ros.sim.scene import (
     R_BASE_OPTICAL,
     Box,
     LidarConfig,
-    PinholeCamera,
     Plane,
     Scene,
     Surface,
@@ -37,7 +37,7 @@ from dpt_ros.tools.evaluate_bag import EvaluationOptions, evaluate_bag, main
 from dpt_ros.tools.make_sample_bag import write_sample_bag
 from support.environment import subprocess_env
 
-CAMERA = PinholeCamera(width=160, height=120, fx=125.0, fy=125.0, cx=79.5, cy=59.5)
+CAMERA = PinholeIntrinsics(width=160, height=120, fx=125.0, fy=125.0, cx=79.5, cy=59.5)
 CAMERA_HEIGHT = 1.5
 # (depth m, first col, last col, first row, last row): edges at half-pixel coordinates
 BOARDS = ((6.0, 10, 60, 50, 110), (15.0, 70, 110, 30, 90), (30.0, 115, 150, 20, 70), (45.0, 20, 50, 10, 40))
