@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dpt_ros.geometry.camera import PinholeIntrinsics
+from dpt_ros.geometry.transforms import rigid_transform
 
 # Points closer to the image plane than this (metres) cannot be projected stably.
 _MIN_CAMERA_Z = 1e-6
@@ -53,26 +54,6 @@ class ProjectedPoints:
             depth=self.depth[keep],
             index=self.index[keep],
         )
-
-
-def rigid_transform(T: np.ndarray | list[float], name: str = "T_cam_lidar") -> np.ndarray:
-    """A 4x4 float64 rigid transform; accepts 4x4 or 16 row-major values.
-
-    Raises ValueError unless the bottom row is (0, 0, 0, 1) and the rotation block is orthonormal with
-    determinant +1 (which catches a column-major matrix passed as row-major).
-    """
-    matrix = np.asarray(T, dtype=np.float64)
-    if matrix.size != 16:
-        raise ValueError(f"{name} must have 16 values (4x4), got shape {matrix.shape}")
-    matrix = matrix.reshape(4, 4)
-    if not np.all(np.isfinite(matrix)):
-        raise ValueError(f"{name} has non-finite entries")
-    if not np.allclose(matrix[3], (0.0, 0.0, 0.0, 1.0), atol=1e-9):
-        raise ValueError(f"{name} bottom row must be (0, 0, 0, 1), got {matrix[3].tolist()} (row-major expected)")
-    rotation = matrix[:3, :3]
-    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-4) or np.linalg.det(rotation) < 0:
-        raise ValueError(f"{name} rotation block is not a proper rotation: {rotation.tolist()}")
-    return matrix
 
 
 def project_points(

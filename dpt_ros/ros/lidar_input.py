@@ -19,7 +19,7 @@ from sensor_msgs.msg import PointCloud2
 
 from dpt_ros.alignment.lidar_depth import LidarScan
 from dpt_ros.geometry.cloud_fields import xyz_from_cloud_buffer
-from dpt_ros.geometry.extrinsics import transform_from_xyz_quaternion
+from dpt_ros.geometry.transforms import transform_from_xyz_quaternion
 from dpt_ros.pipeline.scan_buffer import NearestStampBuffer
 from dpt_ros.ros.conversions import stamp_ns
 

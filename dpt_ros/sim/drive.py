@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dpt_ros.geometry.camera import PinholeIntrinsics
+from dpt_ros.geometry.transforms import R_BASE_OPTICAL, invert_transform, make_transform, rotation_rpy
 from dpt_ros.sim.scene import (
-    R_BASE_OPTICAL,
     Box,
     CameraRender,
     LidarConfig,
@@ -25,10 +25,7 @@ from dpt_ros.sim.scene import (
     Scene,
     Sphere,
     Surface,
-    invert_transform,
-    make_transform,
     render_camera,
-    rotation_rpy,
     simulate_lidar,
 )
 

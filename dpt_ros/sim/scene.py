@@ -21,44 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from dpt_ros.geometry.camera import PinholeIntrinsics
+from dpt_ros.geometry.transforms import rotation_rpy
 
 _EPS = 1e-6
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Rigid transforms
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def rotation_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """3×3 rotation R = Rz(yaw) · Ry(pitch) · Rx(roll), angles in radians."""
-    cr, sr, cp, sp, cy, sy = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
-    rz = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
-    ry = np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])
-    return rz @ ry @ rx
-
-
-def make_transform(rotation: np.ndarray, translation: np.ndarray | tuple[float, float, float]) -> np.ndarray:
-    """4×4 homogeneous transform from a 3×3 rotation and a translation (metres)."""
-    transform = np.eye(4)
-    transform[:3, :3] = rotation
-    transform[:3, 3] = translation
-    return transform
-
-
-def invert_transform(transform: np.ndarray) -> np.ndarray:
-    """Inverse of a 4×4 rigid transform (uses Rᵀ, exact for rotations)."""
-    rotation, translation = transform[:3, :3], transform[:3, 3]
-    return make_transform(rotation.T, -rotation.T @ translation)
-
-
-# optical axes expressed in the vehicle frame: x_C = −y_B, y_C = −z_B, z_C = x_B
-R_BASE_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-# the rotation taking LiDAR / vehicle axes (x forward, y left, z up; REP 103) to camera optical axes
-OPTICAL_FROM_LIDAR_ROTATION = R_BASE_OPTICAL.T
-# 4×4 rigid transform from a rotation and a translation (the name the alignment tests use)
-pose = make_transform
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -7,15 +7,10 @@ from scipy.spatial.transform import Rotation
 from dpt_ros.alignment.lidar_depth import LidarAligner, LidarAlignmentSettings, LidarScan
 from dpt_ros.alignment.temporal_filter import TemporalFilterConfig
 from dpt_ros.geometry.camera import PinholeIntrinsics
-from dpt_ros.geometry.extrinsics import transform_from_parameter, transform_from_xyz_quaternion
+from dpt_ros.geometry.transforms import OPTICAL_FROM_LIDAR_ROTATION, transform_from_parameter, transform_from_xyz_quaternion
+from dpt_ros.geometry.transforms import make_transform as pose
 from dpt_ros.pipeline.scan_buffer import NearestStampBuffer
-from dpt_ros.sim.scene import (
-    OPTICAL_FROM_LIDAR_ROTATION,
-    pose,
-    render_depth,
-    spinning_lidar_scan,
-    street_scene,
-)
+from dpt_ros.sim.scene import render_depth, spinning_lidar_scan, street_scene
 
 K = np.array([[250.0, 0.0, 159.5], [0.0, 250.0, 119.5], [0.0, 0.0, 1.0]])
 SIZE = (320, 240)

@@ -19,15 +19,11 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 import dpt_ros.app.depth_setup as depth_setup
 from dpt_ros.geometry.camera import lens_from_camera_info
+from dpt_ros.geometry.transforms import OPTICAL_FROM_LIDAR_ROTATION
+from dpt_ros.geometry.transforms import make_transform as pose
 from dpt_ros.model.presets import get_preset
 from dpt_ros.ros.depth_node import DepthNode, StartupError
-from dpt_ros.sim.scene import (
-    OPTICAL_FROM_LIDAR_ROTATION,
-    pose,
-    render_depth,
-    spinning_lidar_scan,
-    street_scene,
-)
+from dpt_ros.sim.scene import render_depth, spinning_lidar_scan, street_scene
 from support.depth_node_harness import (
     RosPeer,
     camera_info,

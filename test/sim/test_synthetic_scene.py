@@ -6,22 +6,9 @@ import numpy as np
 import pytest
 
 from dpt_ros.geometry.camera import PinholeIntrinsics
+from dpt_ros.geometry.transforms import R_BASE_OPTICAL, invert_transform, make_transform, rotation_rpy
 from dpt_ros.sim.drive import SensorRig, SequenceConfig, drive_scene, render_sequence
-from dpt_ros.sim.scene import (
-    R_BASE_OPTICAL,
-    Box,
-    LidarConfig,
-    Plane,
-    Scene,
-    Sphere,
-    Surface,
-    cast_rays,
-    invert_transform,
-    make_transform,
-    render_camera,
-    rotation_rpy,
-    simulate_lidar,
-)
+from dpt_ros.sim.scene import Box, LidarConfig, Plane, Scene, Sphere, Surface, cast_rays, render_camera, simulate_lidar
 
 GREY = Surface((0.5, 0.5, 0.5))
 CAMERA = PinholeIntrinsics(width=64, height=48, fx=50.0, fy=50.0, cx=31.5, cy=23.5)

@@ -21,17 +21,9 @@ from dpt_ros.eval.holdout import HoldoutConfig, holdout_mask
 from dpt_ros.geometry.camera import PinholeIntrinsics
 from dpt_ros.geometry.cloud_fields import xyz_from_cloud_buffer
 from dpt_ros.geometry.lidar_projection import project_lidar
+from dpt_ros.geometry.transforms import R_BASE_OPTICAL, make_transform, rotation_rpy
 from dpt_ros.sim.drive import SensorRig, SequenceConfig, render_sequence
-from dpt_ros.sim.scene import (
-    R_BASE_OPTICAL,
-    Box,
-    LidarConfig,
-    Plane,
-    Scene,
-    Surface,
-    make_transform,
-    rotation_rpy,
-)
+from dpt_ros.sim.scene import Box, LidarConfig, Plane, Scene, Surface
 from dpt_ros.tools import evaluate_bag as evaluate_module
 from dpt_ros.tools.evaluate_bag import EvaluationOptions, evaluate_bag, main
 from dpt_ros.tools.make_sample_bag import write_sample_bag

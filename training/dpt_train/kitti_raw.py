@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dpt_ros.geometry.lidar_projection import project_lidar
+from dpt_ros.geometry.transforms import make_transform
 
 
 class CalibrationError(ValueError):
@@ -65,14 +66,11 @@ def load_camera_calibration(date_dir: str | Path, camera: int = 2) -> CameraCali
     cam_path, velo_path = date_dir / "calib_cam_to_cam.txt", date_dir / "calib_velo_to_cam.txt"
     cam, velo = read_calibration_file(cam_path), read_calibration_file(velo_path)
     projection = _matrix(cam, f"P_rect_0{camera}", (3, 4), cam_path)
-    rectification = np.eye(4)
-    rectification[:3, :3] = _matrix(cam, "R_rect_00", (3, 3), cam_path)
-    velo_to_cam = np.eye(4)
-    velo_to_cam[:3, :3] = _matrix(velo, "R", (3, 3), velo_path)
-    velo_to_cam[:3, 3] = _matrix(velo, "T", (3,), velo_path)
+    rectification = make_transform(_matrix(cam, "R_rect_00", (3, 3), cam_path), (0.0, 0.0, 0.0))
+    velo_to_cam = make_transform(_matrix(velo, "R", (3, 3), velo_path), _matrix(velo, "T", (3,), velo_path))
     K = projection[:, :3]
-    offset = np.eye(4)
-    offset[:3, 3] = np.linalg.solve(K, projection[:, 3])  # P = K [I | t]: camera N's offset from camera 0
+    # P = K [I | t]: camera N's offset from camera 0
+    offset = make_transform(np.eye(3), np.linalg.solve(K, projection[:, 3]))
     return CameraCalibration(K=K, T_cam_velo=offset @ rectification @ velo_to_cam)
 
 
