@@ -5,21 +5,13 @@ ValueError; both messages tell the user what to do, and the node logs them as on
 """
 
 from collections.abc import Callable
-from pathlib import Path
 
 from dpt_ros.alignment.lidar_depth import LidarAligner
 from dpt_ros.app.node_config import DepthNodeConfig
 from dpt_ros.model.engine import InferenceEngine
-from dpt_ros.model.presets import get_preset
+from dpt_ros.model.presets import get_preset, resolve_weights_path
 from dpt_ros.pipeline.depth import DepthPipeline, DepthStage, ModelOutputDepth
 from dpt_ros.pipeline.lidar_stage import LidarAlignedDepth
-
-DEFAULT_WEIGHTS_DIR = Path("models")
-
-
-def weights_path(config: DepthNodeConfig, weights_file: str) -> Path:
-    """The configured weights path, or models/<the preset's weights file> when none is configured."""
-    return Path(config.weights) if config.weights else DEFAULT_WEIGHTS_DIR / weights_file
 
 
 def build_depth_pipeline(
@@ -35,7 +27,7 @@ def build_depth_pipeline(
         preset = preset.with_architecture(**overrides)
     engine = InferenceEngine(
         preset,
-        weights=weights_path(config, preset.weights_file),
+        weights=resolve_weights_path(config.weights, preset),
         device=config.device,
         precision=config.precision,
         allow_random_weights=config.allow_random_weights,

@@ -9,10 +9,9 @@ depth node's own start-up help) and hands it over.
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dpt_ros.app.depth_setup import DEFAULT_WEIGHTS_DIR
 from dpt_ros.app.segmentation_config import SegmentationNodeConfig
 from dpt_ros.model.engine import InferenceEngine
-from dpt_ros.model.presets import get_preset
+from dpt_ros.model.presets import get_preset, resolve_weights_path
 from dpt_ros.pipeline.depth import DepthPipeline
 from dpt_ros.pipeline.segmentation import SegmentationStage
 from dpt_ros.pipeline.shared_input import SharedInputBackend, SharedNetworkInput
@@ -61,7 +60,7 @@ def build_segmentation(
         input_size = None
     engine = InferenceEngine(
         preset,
-        weights=config.segmentation_weights_path(preset.weights_file, DEFAULT_WEIGHTS_DIR),
+        weights=resolve_weights_path(config.segmentation_weights, preset),
         device=config.device,
         precision=config.precision,
         allow_random_weights=config.allow_random_weights,

@@ -10,9 +10,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+from dpt_ros.model.presets import DEFAULT_WEIGHTS_DIR
+
+if TYPE_CHECKING:
+    from dpt_ros.model.presets import Preset
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -22,6 +28,25 @@ UNUSED_OFFICIAL_PREFIXES = ("pretrained.model.head.",)
 
 class WeightsError(RuntimeError):
     """A weights file is missing, unreadable, or does not fit the preset's network. The message is for users."""
+
+
+def missing_weights_message(preset: Preset, path: Path | None) -> str:
+    """What is wrong with `path` as `preset`'s weights (None: no file given) and how to get the right file.
+
+    The one place that tells users where weights come from: the engine's error and warning and the nodes'
+    start-up errors all end with it.
+    """
+    if path is None:
+        problem = "not given"
+    elif not Path(path).exists():
+        problem = f"not found at {path}"
+    else:
+        problem = f"at {path} cannot be used"
+    return (
+        f"weights for preset '{preset.name}' {problem}. Download {preset.url} "
+        f"(SHA-256 starts with {preset.sha256_prefix}) into {DEFAULT_WEIGHTS_DIR}/, or pass a Hugging Face "
+        "checkpoint directory; see models/README.md"
+    )
 
 
 # Placeholders in the key templates below and how an index maps official <- HF:

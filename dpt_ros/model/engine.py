@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dpt_ros.model.checkpoint import WeightsError
+from dpt_ros.model.checkpoint import WeightsError, missing_weights_message
 from dpt_ros.model.dpt import build_model
 from dpt_ros.model.preprocess import network_input_size, preprocess, validate_rgb_image
 from dpt_ros.model.presets import Preset, get_preset
@@ -50,15 +50,6 @@ def resolve_device(device: str) -> torch.device:
     elif resolved.type != "cpu":
         raise ValueError(f"unsupported device {device!r}; use 'auto', 'cpu' or 'cuda:N'")
     return resolved
-
-
-def missing_weights_message(preset: Preset, path: Path | None) -> str:
-    where = f"not found at {path}" if path is not None else "not given"
-    return (
-        f"weights for preset '{preset.name}' {where}. Download {preset.url} "
-        f"(SHA-256 starts with {preset.sha256_prefix}) into models/, or pass a Hugging Face checkpoint "
-        "directory; see models/README.md"
-    )
 
 
 def _untimed(stage: str) -> AbstractContextManager[object]:

@@ -33,8 +33,8 @@ from dpt_ros.app.depth_setup import build_depth_pipeline
 from dpt_ros.app.node_config import DepthNodeConfig
 from dpt_ros.errors import InputError
 from dpt_ros.geometry.camera import PinholeIntrinsics, lens_from_camera_info, require_resolution
-from dpt_ros.model.checkpoint import WeightsError
-from dpt_ros.model.presets import Preset, get_preset
+from dpt_ros.model.checkpoint import WeightsError, missing_weights_message
+from dpt_ros.model.presets import Preset, get_preset, resolve_weights_path
 from dpt_ros.pipeline.batching import LatestPerCamera, group_by_image_size
 from dpt_ros.pipeline.depth import (
     DEPTH_UNITS,
@@ -162,7 +162,7 @@ class DepthNode(Node):
         try:
             self._pipeline, self._engine = build_depth_pipeline(self._config, on_graph_capture=self._log_graph_capture)
         except WeightsError as error:  # missing, unreadable or wrong file: which one, and where to get it
-            raise StartupError(weights_help(str(error), get_preset(self._config.model))) from None
+            raise StartupError(weights_help(str(error), get_preset(self._config.model), self._config.weights)) from None
 
     def _engines(self) -> list[Any]:
         """The inference engines this node runs (all on one device)."""
@@ -492,14 +492,11 @@ def depth_network_ms(outputs: FrameOutputs) -> float:
     return sum(outputs.timings_ms[stage] for stage in ("inference", "depth_stage", "channels"))
 
 
-def weights_help(error: str, preset: Preset) -> str:
+def weights_help(error: str, preset: Preset, configured_weights: str) -> str:
     """The weights error on one line, with where to get the right file when it does not say so already."""
     message = " ".join(error.split())
     if preset.url not in message:
-        message += (
-            f" Expected {preset.weights_file} from {preset.url} (SHA-256 starts with {preset.sha256_prefix}); "
-            "see models/README.md"
-        )
+        message += " " + missing_weights_message(preset, resolve_weights_path(configured_weights, preset))
     return message
 
 

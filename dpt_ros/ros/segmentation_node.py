@@ -66,7 +66,8 @@ class SegmentationNode(DepthNode):
         try:
             self._setup = build_segmentation(config, depth, on_graph_capture=self._log_graph_capture)
         except WeightsError as error:
-            raise StartupError(weights_help(str(error), get_preset(config.segmentation_model))) from None
+            preset = get_preset(config.segmentation_model)
+            raise StartupError(weights_help(str(error), preset, config.segmentation_weights)) from None
         if self._runs_depth:
             self._pipeline = self._setup.depth_pipeline  # now fed by the shared preprocessing
 

@@ -34,12 +34,12 @@ import numpy as np
 import torch
 
 from dpt_ros.alignment.lidar_depth import LidarScan
-from dpt_ros.app.depth_setup import build_depth_pipeline, weights_path
+from dpt_ros.app.depth_setup import build_depth_pipeline
 from dpt_ros.app.node_config import DepthNodeConfig, depth_preset_names
 from dpt_ros.geometry.camera import PinholeIntrinsics
 from dpt_ros.geometry.pointcloud import back_project
 from dpt_ros.model.engine import InferenceEngine, StageTimer
-from dpt_ros.model.presets import get_preset
+from dpt_ros.model.presets import get_preset, resolve_weights_path
 from dpt_ros.pipeline.depth import DepthPipeline, Frame, LidarFrameInput
 from dpt_ros.pipeline.stats import StageClock
 
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         results["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
 
     if args.precision != "fp32":
-        reference = InferenceEngine(preset, weights_path(config, preset.weights_file), args.device, "fp32",
+        reference = InferenceEngine(preset, resolve_weights_path(config.weights, preset), args.device, "fp32",
                                     allow_random_weights=True)
         reference.model.load_state_dict(engine.model.state_dict())
         full, reduced = reference.infer(image), engine.infer(image)

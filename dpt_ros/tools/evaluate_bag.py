@@ -55,6 +55,7 @@ from dpt_ros.eval.holdout import (
 from dpt_ros.geometry.camera import message_field
 from dpt_ros.geometry.lidar_projection import keep_nearest_per_pixel, project_into_camera
 from dpt_ros.geometry.pointcloud import PackedCloud
+from dpt_ros.model.presets import resolve_weights_path
 from dpt_ros.pipeline.depth import RELATIVE_INVERSE_DEPTH, DepthEstimate, DepthPipeline, Frame, LidarFrameInput
 from dpt_ros.tools.evaluation_report import FrameRecord, plot_example, summarise, write_run_folder
 
@@ -360,7 +361,7 @@ def build_engine(config: DepthNodeConfig) -> tuple[Any, dict[str, Any]]:
 
     _, engine = build_depth_pipeline(config)
     info = {"preset": engine.preset.name, "random_weights": engine.random_weights,
-            "weights": None if engine.random_weights else config.weights or "models/" + engine.preset.weights_file,
+            "weights": None if engine.random_weights else str(resolve_weights_path(config.weights, engine.preset)),
             "reduced_architecture": bool(config.architecture_overrides), "device": str(engine.device),
             "precision": config.precision}
     return engine, info
