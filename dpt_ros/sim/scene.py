@@ -16,6 +16,7 @@ coordinates (the OpenCV / ROS convention), so pixel (u, v) looks along ((u − c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,11 +35,13 @@ _EPS = 1e-6
 @dataclass(frozen=True)
 class Surface:
     """Appearance of a primitive: base colour (RGB in [0, 1]), checker size (m) of its solid texture, albedo
-    seen by the LiDAR (in [0, 1])."""
+    seen by the LiDAR (in [0, 1]), and the amplitude of a fine non-periodic texture within each checker cell
+    (0: plain cells)."""
 
     color: tuple[float, float, float]
     checker_size: float = 1.0
     lidar_albedo: float = 0.5
+    detail: float = 0.1
 
 
 GREY = Surface((0.5, 0.5, 0.5))
@@ -82,9 +85,15 @@ Primitive = Plane | Box | Sphere
 
 @dataclass(frozen=True)
 class Scene:
+    """Primitives and their lighting. ambient: the share of light every surface gets whatever its orientation
+    (1: unlit, flat colours). fog_distance (metres): a camera sees surface colours fade towards the sky colour as
+    exp(-depth / fog_distance), a depth cue even a tiny network can learn; inf = clear air."""
+
     primitives: tuple[Primitive, ...]
     sky_color: tuple[float, float, float] = (0.55, 0.7, 0.9)
     light_direction: tuple[float, float, float] = (0.4, 0.3, 1.0)  # towards the light, world frame
+    ambient: float = 0.35
+    fog_distance: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -216,10 +225,11 @@ def _shade(scene: Scene, hits: RayHits, points: np.ndarray) -> np.ndarray:
     cells = np.floor(p / checker_size[:, None]).astype(np.int64).sum(axis=1)
     checker = np.where(cells % 2 == 0, 1.0, 0.65)
     # fine, non-periodic-looking detail so a network has gradients to look at within each checker cell
-    detail = 0.9 + 0.1 * np.sin(7.1 * p[:, 0] + 3.3 * np.sin(2.9 * p[:, 1]) + 5.3 * p[:, 2])
+    amplitude = np.array([surfaces[i].surface.detail for i in hits.primitive_index[hit]])
+    detail = 1.0 - amplitude + amplitude * np.sin(7.1 * p[:, 0] + 3.3 * np.sin(2.9 * p[:, 1]) + 5.3 * p[:, 2])
     light = np.asarray(scene.light_direction, dtype=float)
     light /= np.linalg.norm(light)
-    lambert = 0.35 + 0.65 * np.clip(hits.normal[hit] @ light, 0.0, 1.0)
+    lambert = scene.ambient + (1.0 - scene.ambient) * np.clip(hits.normal[hit] @ light, 0.0, 1.0)
     colors[hit] = base * (checker * detail * lambert)[:, None]
     return np.clip(colors, 0.0, 1.0)
 
@@ -235,6 +245,9 @@ def render_camera(scene: Scene, camera: PinholeIntrinsics, T_world_optical: np.n
     depth = np.where(np.isfinite(hits.distance), hits.distance, np.nan)
     points = origin + np.nan_to_num(depth, nan=0.0)[:, None] * directions
     rgb = _shade(scene, hits, points)
+    if math.isfinite(scene.fog_distance):
+        visibility = np.exp(-np.nan_to_num(depth, nan=np.inf) / scene.fog_distance)[:, None]  # 0 for sky
+        rgb = rgb * visibility + np.asarray(scene.sky_color) * (1.0 - visibility)
     shape = (camera.height, camera.width)
     return CameraRender(
         rgb=np.round(rgb * 255.0).astype(np.uint8).reshape(*shape, 3),
