@@ -294,15 +294,19 @@ class LidarScan:
 
 
 def simulate_lidar(
-    scene: Scene, config: LidarConfig, T_world_lidar: np.ndarray, rng: np.random.Generator
+    scene: Scene, config: LidarConfig, T_world_lidar: np.ndarray, rng: np.random.Generator, keep_misses: bool = False
 ) -> LidarScan:
-    """One instantaneous revolution (no motion skew): exact hits, then range noise, dropouts and edge leaks."""
+    """One instantaneous revolution (no motion skew): exact hits, then range noise, dropouts and edge leaks.
+
+    keep_misses: return every beam x azimuth direction in order (an organised scan), with NaN points where
+    there is no return, instead of the returns alone.
+    """
     directions_lidar = config.beam_directions()
     grid_shape = directions_lidar.shape[:2]
     directions = directions_lidar.reshape(-1, 3) @ T_world_lidar[:3, :3].T
     hits = cast_rays(scene, T_world_lidar[:3, 3], directions)
     true_range = hits.distance.reshape(grid_shape)
-    valid = true_range <= config.max_range
+    valid = np.isfinite(true_range) & (true_range <= config.max_range)
 
     # mixed returns at depth edges: the beam footprint straddles two surfaces and the unit reports a range
     # between them, a point floating in mid-air (the main error LiDAR-to-camera alignment must survive)
@@ -327,6 +331,9 @@ def simulate_lidar(
     intensity = (255.0 * albedo * incidence).reshape(grid_shape)
     ring = np.broadcast_to(np.arange(config.n_beams, dtype=np.uint16)[:, None], grid_shape)
     points = directions_lidar * measured[..., None]
+    if keep_misses:
+        points[~keep] = np.nan
+        keep = np.ones(grid_shape, dtype=bool)
     return LidarScan(
         points=points[keep].astype(np.float32),
         intensity=intensity[keep].astype(np.float32),
@@ -352,11 +359,6 @@ def street_scene() -> Scene:
     ))
 
 
-def ray_cast(origin: np.ndarray, directions: np.ndarray, scene: Scene) -> np.ndarray:
-    """Distance parameter t of the first hit along origin + t · directions; (N,) float64, inf where none."""
-    return cast_rays(scene, np.asarray(origin, dtype=float), np.asarray(directions, dtype=float)).distance
-
-
 def render_depth(scene: Scene, K: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     """Exact z-depth (height, width) float64 metres of a pinhole camera at the origin; inf where nothing is hit.
 
@@ -364,19 +366,17 @@ def render_depth(scene: Scene, K: np.ndarray, image_size: tuple[int, int]) -> np
     """
     camera = PinholeIntrinsics.from_matrix(K, image_size)
     # pixel rays have unit z, so the ray parameter t is the depth
-    return ray_cast(np.zeros(3), camera.pixel_rays(), scene).reshape(camera.height, camera.width)
+    return cast_rays(scene, np.zeros(3), camera.pixel_rays()).distance.reshape(camera.height, camera.width)
 
 
 def spinning_lidar_scan(scene: Scene, T_cam_lidar: np.ndarray, n_beams: int = 64, n_azimuth: int = 1875,
                         elevation_deg: tuple[float, float] = (-25.0, 3.0)) -> np.ndarray:
     """Organised exact scan (n_beams · n_azimuth, 3) float32 in the LiDAR frame; NaN rows where a beam hits
     nothing. T_cam_lidar: 4×4 pose of the LiDAR in the camera optical frame (maps LiDAR points into it).
-    64 beams × 1875 azimuth steps is a 120k-point, 360° scan like a 64-beam spinning sensor's."""
+    64 beams × 1875 azimuth steps is a 120k-point, 360° scan like a 64-beam spinning sensor's.
+    `simulate_lidar` without range limit, noise, dropouts or edge leaks."""
     config = LidarConfig(n_beams=n_beams, elevation_min_deg=elevation_deg[0], elevation_max_deg=elevation_deg[1],
-                         azimuth_steps=n_azimuth)
-    directions_lidar = config.beam_directions().reshape(-1, 3)
-    T = np.asarray(T_cam_lidar, dtype=float)
-    ranges = ray_cast(T[:3, 3], directions_lidar @ T[:3, :3].T, scene)
-    points = directions_lidar * ranges[:, None]
-    points[~np.isfinite(ranges)] = np.nan
-    return points.astype(np.float32)
+                         azimuth_steps=n_azimuth, max_range=np.inf, range_noise_std=0.0, dropout_probability=0.0,
+                         edge_leak_probability=0.0)
+    scan = simulate_lidar(scene, config, np.asarray(T_cam_lidar, dtype=float), np.random.default_rng(0), True)
+    return scan.points
