@@ -19,13 +19,9 @@ import numpy as np
 from dpt_ros.alignment.fit import fit_scale_shift, to_metric
 from dpt_ros.alignment.temporal_filter import TemporalAlignmentFilter
 from dpt_ros.geometry.lidar_projection import project_lidar
-from dpt_ros.sim.scene import (
-    OPTICAL_FROM_LIDAR_ROTATION,
-    pose,
-    render_depth,
-    spinning_lidar_scan,
-    street_scene,
-)
+from dpt_ros.geometry.transforms import OPTICAL_FROM_LIDAR_ROTATION
+from dpt_ros.geometry.transforms import make_transform as pose
+from dpt_ros.sim.scene import render_depth, spinning_lidar_scan, street_scene
 
 WIDTH, HEIGHT = 640, 480
 K = np.array([[500.0, 0.0, 319.5], [0.0, 500.0, 239.5], [0.0, 0.0, 1.0]])

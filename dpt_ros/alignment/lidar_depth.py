@@ -1,7 +1,7 @@
 """Per-frame LiDAR alignment of a depth prediction: project the scan, fit, filter over time, convert.
 
-    prediction + LiDAR scan + camera -> project_lidar -> fit_scale_shift / fit_scale -> temporal filter
-                                     -> metres (to_metric) when the filter is usable, else the relative input
+    prediction + LiDAR scan + camera -> project_into_camera -> rasterize_depth -> fit_scale_shift / fit_scale
+                                     -> temporal filter -> metres (to_metric) when the filter is usable, else the relative input
 
 Relative presets give metres only while the filter holds a usable fit (fresh or held); otherwise the
 frame stays relative and says so, never fake metres. Metric presets stay metric; with `refine_metric`
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from dpt_ros.alignment.fit import AlignmentConfig, AlignmentResult, fit_scale, fit_scale_shift, to_metric
 from dpt_ros.alignment.temporal_filter import FilteredAlignment, TemporalAlignmentFilter, TemporalFilterConfig
-from dpt_ros.geometry.lidar_projection import project_lidar
+from dpt_ros.geometry.camera import PinholeIntrinsics
+from dpt_ros.geometry.lidar_projection import project_into_camera, rasterize_depth
 from dpt_ros.model.presets import METRIC_DEPTH, RELATIVE_INVERSE_DEPTH
 
 NO_SCAN = "no LiDAR scan within lidar_max_dt of the image"
@@ -36,31 +36,6 @@ class LidarScan:
     T_cam_lidar: np.ndarray
     stamp: float
     extrinsic_source: str
-
-
-@dataclass(frozen=True)
-class LensModel:
-    """The camera the prediction is for: K (3x3) at image_size (width, height) and its distortion.
-
-    D is None for rectified images (use the rectified camera's K, i.e. CameraInfo P[:3, :3]).
-    """
-
-    K: np.ndarray
-    image_size: tuple[int, int]
-    D: np.ndarray | None = None
-    distortion_model: str = "plumb_bob"
-
-    @classmethod
-    def from_calibration(
-        cls, k: Any, d: Any, p: Any, distortion_model: str, intrinsics_source: str, width: int, height: int
-    ) -> "LensModel":
-        """The lens a prediction is for, from CameraInfo's K (9), D and P (12) fields: raw images use K
-        and D; rectified ones (intrinsics_source "P") use P[:3, :3] and no distortion."""
-        if intrinsics_source == "P":
-            return cls(np.asarray(p, dtype=np.float64).reshape(3, 4)[:, :3], (width, height))
-        distortion = np.asarray(d, dtype=np.float64)
-        return cls(np.asarray(k, dtype=np.float64).reshape(3, 3), (width, height),
-                   distortion if len(distortion) else None, distortion_model)
 
 
 @dataclass(frozen=True)
@@ -141,7 +116,7 @@ class LidarAligner:
         self,
         prediction: np.ndarray,
         stamp: float,
-        lens: LensModel | None,
+        lens: PinholeIntrinsics | None,
         scan: LidarScan | None,
         missing_scan_reason: str = NO_SCAN,
     ) -> AlignedDepth:
@@ -164,7 +139,7 @@ class LidarAligner:
         self._filter.reset()
 
     def _project(
-        self, shape: tuple[int, ...], lens: LensModel | None, scan: LidarScan | None, missing_scan_reason: str
+        self, shape: tuple[int, ...], lens: PinholeIntrinsics | None, scan: LidarScan | None, missing_scan_reason: str
     ) -> tuple[np.ndarray | None, str]:
         if scan is None:
             return None, missing_scan_reason
@@ -173,13 +148,12 @@ class LidarAligner:
         if tuple(lens.image_size) != (shape[1], shape[0]):
             return None, f"camera_info size {tuple(lens.image_size)} does not match the prediction {shape[::-1]}"
         try:
-            sparse = project_lidar(
-                scan.points_xyz, scan.T_cam_lidar, lens.K, lens.image_size, lens.D, lens.distortion_model,
-                self.settings.min_range, self.settings.max_range,
-            )  # fmt: skip
+            projected = project_into_camera(
+                scan.points_xyz, scan.T_cam_lidar, lens, self.settings.min_range, self.settings.max_range
+            )
         except ValueError as error:  # e.g. an unsupported distortion model: report, stay relative
             return None, f"projection failed: {error}"
-        return sparse, ""
+        return rasterize_depth(projected, lens.image_size), ""
 
     def _fit(self, prediction: np.ndarray, sparse: np.ndarray) -> AlignmentResult:
         fit = fit_scale_shift if self.output_kind == RELATIVE_INVERSE_DEPTH else fit_scale

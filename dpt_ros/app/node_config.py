@@ -19,7 +19,7 @@ import numpy as np
 from dpt_ros.alignment.fit import AlignmentConfig
 from dpt_ros.alignment.lidar_depth import LidarAlignmentSettings
 from dpt_ros.alignment.temporal_filter import TemporalFilterConfig
-from dpt_ros.geometry.extrinsics import transform_from_parameter
+from dpt_ros.geometry.transforms import transform_from_parameter
 from dpt_ros.model.presets import METRIC_DEPTH, RELATIVE_INVERSE_DEPTH
 from dpt_ros.pipeline.depth import OutputOptions
 

@@ -7,7 +7,6 @@ default here) runs segmentation alone, and the depth-only parameters are then un
 
 import functools
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from dpt_ros.app.node_config import DepthNodeConfig, _param
 from dpt_ros.pipeline.depth import OutputOptions
@@ -85,10 +84,6 @@ class SegmentationNodeConfig(DepthNodeConfig):
         """Class ids of `ignore_classes` (UnknownClassError, a ValueError, lists unknown names)."""
         names = [name for name in self.ignore_classes.split(",") if name.strip()]
         return self.loaded_class_table().ids_for_names(names)
-
-    def segmentation_weights_path(self, weights_file: str, default_dir: Path) -> Path:
-        """The configured segmentation weights, or default_dir/<the preset's weights file>."""
-        return Path(self.segmentation_weights) if self.segmentation_weights else default_dir / weights_file
 
     def output_options(self) -> OutputOptions:
         return replace(super().output_options(), cloud_dropped_labels=self.ignored_label_ids())

@@ -9,10 +9,9 @@ depth node's own start-up help) and hands it over.
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dpt_ros.app.depth_setup import DEFAULT_WEIGHTS_DIR, EngineFactory
+from dpt_ros.app.depth_setup import EngineFactory, build_engine, configured_preset
 from dpt_ros.app.segmentation_config import SegmentationNodeConfig
 from dpt_ros.model.engine import InferenceEngine
-from dpt_ros.model.presets import get_preset
 from dpt_ros.pipeline.depth import DepthPipeline
 from dpt_ros.pipeline.segmentation import SegmentationStage
 from dpt_ros.pipeline.shared_input import SharedInputBackend, SharedNetworkInput
@@ -46,10 +45,7 @@ def build_segmentation(
     """
     table = config.loaded_class_table()
     depth_pipeline, depth_engine = depth if depth is not None else (None, None)
-    preset = get_preset(config.segmentation_model)
-    overrides = config.parsed_architecture_overrides()
-    if overrides:
-        preset = preset.with_architecture(**overrides)
+    preset = configured_preset(config, config.segmentation_model)
     if preset.architecture.num_classes != table.num_classes:
         raise ValueError(
             f"segmentation model {preset.name} predicts {preset.architecture.num_classes} classes but the class "
@@ -61,17 +57,7 @@ def build_segmentation(
         input_size = depth_engine.input_size or depth_engine.preset.input_size
     else:
         input_size = None
-    engine = engine_factory(
-        preset,
-        weights=config.segmentation_weights_path(preset.weights_file, DEFAULT_WEIGHTS_DIR),
-        device=config.device,
-        precision=config.precision,
-        allow_random_weights=config.allow_random_weights,
-        input_size=input_size,
-        compile_model=config.compile,
-        cuda_graphs=config.cuda_graphs,
-        on_graph_capture=on_graph_capture,
-    )
+    engine = build_engine(config, preset, config.segmentation_weights, input_size, on_graph_capture, engine_factory)
     segmentation = SegmentationStage(engine, table)
     if depth_pipeline is None or depth_engine is None:
         return SegmentationSetup(segmentation, engine)

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from dpt_ros.alignment.lidar_depth import LensModel
 from dpt_ros.app.node_config import DepthNodeConfig
 from dpt_ros.bags.rosbag_io import (
     CAMERA_INFO,
@@ -34,7 +33,13 @@ from dpt_ros.bags.rosbag_io import (
 )
 from dpt_ros.bags.transforms import TransformLookupError, TransformTree
 from dpt_ros.errors import InputError
-from dpt_ros.geometry.camera import PinholeIntrinsics, intrinsics_from_matrices, require_resolution
+from dpt_ros.geometry.camera import (
+    PinholeIntrinsics,
+    intrinsics_from_matrices,
+    lens_from_camera_info,
+    message_field,
+    require_resolution,
+)
 from dpt_ros.geometry.cloud_fields import POINT_FIELD_DTYPES, xyz_from_cloud_buffer
 from dpt_ros.pipeline.image_codec import DEPTH_ENCODINGS, decode_compressed_image, decode_depth_image, decode_raw_image
 from dpt_ros.pipeline.scan_buffer import NearestStampBuffer
@@ -195,7 +200,7 @@ class FrameInputs:
 
     rgb: np.ndarray
     intrinsics: PinholeIntrinsics
-    lens: LensModel
+    lens: PinholeIntrinsics  # with the lens distortion when intrinsics_source is "K"
     xyz: np.ndarray  # (N, 3) LiDAR frame
     ring: np.ndarray | None
     T_cam_lidar: np.ndarray
@@ -203,14 +208,6 @@ class FrameInputs:
     frame_id: str = ""  # the camera's frame, for outputs
     ground_truth: np.ndarray | None = None  # (H, W) float32 metres, NaN where invalid; None without
     n_beams: int | None = None  # the LiDAR's beam count when the source knows it (KITTI: 64)
-
-
-def message_field(message: Any, *names: str) -> Any:
-    """First attribute present: ROS 2 CameraInfo says k/d, ROS 1 says K/D."""
-    for name in names:
-        if hasattr(message, name):
-            return getattr(message, name)
-    raise AttributeError(names[0])
 
 
 def cloud_column(cloud: Any, name: str) -> np.ndarray | None:
@@ -223,14 +220,6 @@ def cloud_column(cloud: Any, name: str) -> np.ndarray | None:
             points = rows[:, : cloud.width * cloud.point_step].reshape(cloud.height * cloud.width, cloud.point_step)
             return points[:, field_.offset : field_.offset + dtype.itemsize].copy().view(dtype).ravel()
     return None
-
-
-def lens_from_camera_info(info: Any, intrinsics_source: str) -> LensModel:
-    """The lens the prediction is for, built as the node builds it (`LensModel.from_calibration`)."""
-    return LensModel.from_calibration(
-        message_field(info, "k", "K"), message_field(info, "d", "D"), message_field(info, "p", "P"),
-        info.distortion_model, intrinsics_source, info.width, info.height,
-    )
 
 
 def decode_frame(pair: PairedFrame, tree: TransformTree, config: DepthNodeConfig) -> FrameInputs:

@@ -25,7 +25,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dpt_ros.alignment.lidar_depth import LensModel
 from dpt_ros.bags.frames import BagFrames, FrameInputs, PairedFrame, SkippedFrame, TopicSelection
 from dpt_ros.bags.rosbag_io import BagError
 from dpt_ros.geometry.camera import PinholeIntrinsics
@@ -207,8 +206,7 @@ def _frame_inputs(image_path: Path, scan_path: Path, calibration: CameraCalibrat
         raise ValueError(f"{image_path} cannot be decoded as an image")
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     height, width = rgb.shape[:2]
-    K = calibration.K
-    intrinsics = PinholeIntrinsics(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), width, height)
+    intrinsics = PinholeIntrinsics.from_matrix(calibration.K, (width, height))
     truth: Any = None
     truth_path = truth_dir / image_path.name if truth_dir else None
     if truth_path is not None and truth_path.is_file():
@@ -216,5 +214,5 @@ def _frame_inputs(image_path: Path, scan_path: Path, calibration: CameraCalibrat
         if truth.shape != (height, width):
             raise ValueError(f"{truth_path} is {truth.shape[1]}x{truth.shape[0]}, the image {width}x{height}")
     xyz = read_velodyne(scan_path)[:, :3]
-    return FrameInputs(rgb, intrinsics, LensModel(K, (width, height)), xyz, None, calibration.T_cam_velo,
+    return FrameInputs(rgb, intrinsics, intrinsics, xyz, None, calibration.T_cam_velo,
                        "calibration", f"camera_0{CAMERA}", truth, HDL64_BEAMS)

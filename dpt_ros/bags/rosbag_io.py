@@ -19,6 +19,8 @@ import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from dpt_ros.geometry.transforms import rotation_to_quaternion
+
 # Kilted is this package's ROS distribution; its message definitions are those the node sees on the wire.
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 ROS1_TYPESTORE = get_typestore(Stores.ROS1_NOETIC)
@@ -131,26 +133,6 @@ def make_packed_cloud(cloud: Any, stamp_ns: int, frame_id: str) -> Any:
         is_bigendian=False, point_step=cloud.point_step, row_step=cloud.row_step,
         data=np.asarray(cloud.data, dtype=np.uint8).reshape(-1), is_dense=bool(cloud.is_dense),
     )
-
-
-def rotation_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
-    """(x, y, z, w) unit quaternion of a 3×3 rotation matrix (Shepperd's method, numerically stable)."""
-    m = np.asarray(rotation, dtype=float)
-    trace = np.trace(m)
-    if trace > 0.0:
-        s = 2.0 * np.sqrt(1.0 + trace)
-        q = ((m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s)
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
-        q_vec = np.zeros(3)
-        q_vec[i] = 0.25 * s
-        q_vec[j] = (m[j, i] + m[i, j]) / s
-        q_vec[k] = (m[k, i] + m[i, k]) / s
-        q = (*q_vec, (m[k, j] - m[j, k]) / s)
-    q_array = np.asarray(q) / np.linalg.norm(q)
-    return tuple(float(value) for value in q_array)  # type: ignore[return-value]
 
 
 def make_tf_message(transforms: list[tuple[str, str, np.ndarray]], stamp_ns: int) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from dpt_ros.geometry.extrinsics import transform_from_xyz_quaternion
+from dpt_ros.geometry.transforms import invert_transform, transform_from_xyz_quaternion
 
 
 def _transform_of(message_transform: Any) -> np.ndarray:
@@ -85,7 +85,7 @@ class TransformTree:
                 edge = self._edge(parent, child, stamp_ns, tolerance_ns)
                 if edge is None:
                     continue
-                step = edge if frame == child else np.linalg.inv(edge)  # T_other_frame
+                step = edge if frame == child else invert_transform(edge)  # T_other_frame
                 reached[other] = step @ reached[frame]
                 if other == target:
                     return reached[other]

@@ -7,26 +7,18 @@ Conventions (the same as ROS `sensor_msgs/CameraInfo` and OpenCV):
   u in [col - 0.5, col + 0.5). The image has `width` columns and `height` rows.
 - `image_size` is always `(width, height)` like `CameraInfo.width/height` and OpenCV's `cv2.Size`,
   NOT numpy's `(rows, cols)`; returned images have numpy shape `(height, width)`.
-- Distortion coefficients follow OpenCV's order: plumb_bob = (k1, k2, p1, p2, k3);
-  rational_polynomial = (k1, k2, p1, p2, k3, k4, k5, k6). Pass `D=None` (or an empty/zero D) for
-  rectified images.
+- The lens (K, distortion) is `dpt_ros.geometry.camera.PinholeIntrinsics`; `D=None` (or an empty/zero D)
+  means a rectified image.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
-# Number of coefficients each supported `CameraInfo.distortion_model` takes.
-DISTORTION_COEFFICIENT_COUNTS = {"plumb_bob": 5, "rational_polynomial": 8}
-
-# Distortion models are only evaluated up to this normalised radius r = tan(angle off axis); 10 is 84 degrees,
-# beyond any pinhole-type lens. Past the first radius where the radial mapping stops increasing, a polynomial
-# model folds far off-axis points back into the image as ghosts, so those points are dropped.
-_MAX_NORMALISED_RADIUS = 10.0
-_RADIUS_GRID_STEPS = 4000
+from dpt_ros.geometry.camera import PinholeIntrinsics
+from dpt_ros.geometry.transforms import rigid_transform
 
 # Points closer to the image plane than this (metres) cannot be projected stably.
 _MIN_CAMERA_Z = 1e-6
@@ -64,101 +56,6 @@ class ProjectedPoints:
         )
 
 
-def camera_matrix(K: np.ndarray | list[float]) -> np.ndarray:
-    """K as a 3x3 float64 matrix; accepts 3x3 or the 9 row-major values of `CameraInfo.k`."""
-    matrix = np.asarray(K, dtype=np.float64)
-    if matrix.size != 9:
-        raise ValueError(f"K must have 9 values (3x3), got shape {matrix.shape}")
-    matrix = matrix.reshape(3, 3)
-    if not np.all(np.isfinite(matrix)) or matrix[0, 0] <= 0 or matrix[1, 1] <= 0:
-        raise ValueError(f"K must be finite with positive focal lengths, got {matrix.tolist()}")
-    return matrix
-
-
-def rigid_transform(T: np.ndarray | list[float], name: str = "T_cam_lidar") -> np.ndarray:
-    """A 4x4 float64 rigid transform; accepts 4x4 or 16 row-major values.
-
-    Raises ValueError unless the bottom row is (0, 0, 0, 1) and the rotation block is orthonormal with
-    determinant +1 (which catches a column-major matrix passed as row-major).
-    """
-    matrix = np.asarray(T, dtype=np.float64)
-    if matrix.size != 16:
-        raise ValueError(f"{name} must have 16 values (4x4), got shape {matrix.shape}")
-    matrix = matrix.reshape(4, 4)
-    if not np.all(np.isfinite(matrix)):
-        raise ValueError(f"{name} has non-finite entries")
-    if not np.allclose(matrix[3], (0.0, 0.0, 0.0, 1.0), atol=1e-9):
-        raise ValueError(f"{name} bottom row must be (0, 0, 0, 1), got {matrix[3].tolist()} (row-major expected)")
-    rotation = matrix[:3, :3]
-    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-4) or np.linalg.det(rotation) < 0:
-        raise ValueError(f"{name} rotation block is not a proper rotation: {rotation.tolist()}")
-    return matrix
-
-
-def _distortion_coefficients(D: np.ndarray | list[float] | None, distortion_model: str) -> np.ndarray | None:
-    """D padded to the 8 rational_polynomial coefficients, or None when there is no distortion.
-
-    An empty or all-zero D means no distortion whatever the model name (CameraInfo of rectified or
-    simulated cameras often leaves distortion_model empty).
-    """
-    coefficients = np.zeros(0) if D is None else np.asarray(D, dtype=np.float64).ravel()
-    if not np.any(coefficients) and np.all(np.isfinite(coefficients)):
-        return None
-    expected = DISTORTION_COEFFICIENT_COUNTS.get(distortion_model)
-    if expected is None:
-        raise ValueError(
-            f"unsupported distortion_model {distortion_model!r}; supported: {sorted(DISTORTION_COEFFICIENT_COUNTS)}"
-        )
-    if coefficients.size != expected:
-        raise ValueError(f"{distortion_model} takes {expected} coefficients, got {coefficients.size}")
-    if not np.all(np.isfinite(coefficients)):
-        raise ValueError(f"distortion coefficients must be finite, got {coefficients.tolist()}")
-    padded = np.zeros(8)
-    padded[:expected] = coefficients
-    return padded
-
-
-def _radial_factor(r2: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
-    k1, k2, _, _, k3, k4, k5, k6 = coefficients.tolist()  # Python floats keep r2's precision
-    numerator = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
-    denominator = 1.0 + r2 * (k4 + r2 * (k5 + r2 * k6))
-    return numerator / denominator
-
-
-@lru_cache(maxsize=32)
-def _monotonic_radius_limit(coefficients: tuple[float, ...]) -> float:
-    """Largest normalised radius up to which r * radial(r^2) keeps increasing (the lens model is valid)."""
-    radii = np.linspace(0.0, _MAX_NORMALISED_RADIUS, _RADIUS_GRID_STEPS + 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        distorted = radii * _radial_factor(radii**2, np.asarray(coefficients))
-    increasing = np.diff(distorted) > 0
-    increasing &= np.isfinite(distorted[1:])
-    if np.all(increasing):
-        return _MAX_NORMALISED_RADIUS
-    return float(radii[int(np.argmin(increasing))])
-
-
-def distort_normalised(
-    x: np.ndarray, y: np.ndarray, D: np.ndarray | list[float] | None, distortion_model: str = "plumb_bob"
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Apply lens distortion to normalised image coordinates (x/z, y/z).
-
-    Returns (x_distorted, y_distorted, valid): `valid` is False where the point lies beyond the radius at
-    which the distortion model stops being monotonic (it would fold back into the image).
-    """
-    coefficients = _distortion_coefficients(D, distortion_model)
-    if coefficients is None:
-        return x, y, np.ones(x.shape, dtype=bool)
-    _, _, p1, p2, _, _, _, _ = coefficients.tolist()
-    r2 = x * x + y * y
-    valid = r2 < _monotonic_radius_limit(tuple(coefficients.tolist())) ** 2
-    radial = _radial_factor(r2, coefficients)
-    xy = x * y
-    x_distorted = x * radial + 2.0 * p1 * xy + p2 * (r2 + 2.0 * x * x)
-    y_distorted = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * xy
-    return x_distorted, y_distorted, valid
-
-
 def project_points(
     points_xyz: np.ndarray,
     T_cam_lidar: np.ndarray | list[float],
@@ -176,19 +73,36 @@ def project_points(
     K:            3x3 intrinsics (or `CameraInfo.k`'s 9 values) of the image the depth is for.
     image_size:   (width, height) in pixels.
     D, distortion_model: lens distortion of that image (None for rectified images).
+    min_range, max_range: as in `project_into_camera`.
+    """
+    camera = PinholeIntrinsics.from_matrix(K, image_size, D, distortion_model)
+    return project_into_camera(points_xyz, T_cam_lidar, camera, min_range, max_range)
+
+
+def project_into_camera(
+    points_xyz: np.ndarray,
+    T_cam_lidar: np.ndarray | list[float],
+    camera: PinholeIntrinsics,
+    min_range: float = 0.1,
+    max_range: float = np.inf,
+) -> ProjectedPoints:
+    """Project every usable LiDAR point into `camera`'s image, through its lens (no z-buffer).
+
+    points_xyz:   (N, 3) metres in the LiDAR frame (any float dtype; rows with NaN/inf are dropped).
+    T_cam_lidar:  4x4 (or 16 row-major values) mapping LiDAR-frame points into the camera optical frame.
     min_range, max_range: metres; points whose Euclidean distance from the LiDAR origin is outside
                   [min_range, max_range] are dropped (the default min_range removes the all-zero points some
                   drivers emit for "no return").
-    Dropped too: points behind (or on) the camera plane and points outside the image.
+    Dropped too: points behind (or on) the camera plane and points outside the image. Raises ValueError
+    for bad arguments, including a lens model that cannot be evaluated.
     """
-    width, height = _image_size(image_size)
+    width, height = _image_size(camera.image_size)
     points = np.asarray(points_xyz)
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"points_xyz must be (N, 3), got shape {points.shape}")
     if min_range < 0 or not min_range <= max_range:
         raise ValueError(f"need 0 <= min_range <= max_range, got [{min_range}, {max_range}]")
     transform = rigid_transform(T_cam_lidar)
-    intrinsics = camera_matrix(K)
 
     # Work in the cloud's own float precision (float32 halves the memory traffic of a 120k-point scan).
     # Only the z row of the transform touches every point; range, x and y only the points in front.
@@ -207,10 +121,7 @@ def project_points(
     x = in_front @ rotation[0] + translation[0]
     y = in_front @ rotation[1] + translation[1]
 
-    x_distorted, y_distorted, lens_valid = distort_normalised(x / z, y / z, D, distortion_model)
-    fx, skew, cx, fy, cy = (float(intrinsics[i, j]) for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2)))
-    u = fx * x_distorted + skew * y_distorted + cx  # Python floats keep the cloud's precision
-    v = fy * y_distorted + cy
+    u, v, lens_valid = camera.pixel_coordinates(x / z, y / z)
     col = np.floor(u + 0.5)
     row = np.floor(v + 0.5)
     inside = lens_valid & (col >= 0) & (col < width) & (row >= 0) & (row < height)

@@ -52,47 +52,46 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
 
 
 def back_project(
-    depth_m: np.ndarray, intrinsics: PinholeIntrinsics, stride: int = 1, max_range: float = np.inf
+    depth_m: np.ndarray,
+    intrinsics: PinholeIntrinsics,
+    stride: int = 1,
+    max_range: float = np.inf,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """(H, W) depth in metres -> (ceil(H/stride), ceil(W/stride), 3) float32 x, y, z in metres.
 
-    Samples every `stride`-th row and column starting at pixel (0, 0). Points whose depth is not
-    finite, not positive, or deeper than `max_range` metres (along z, like the depth image) are NaN.
+    The one back-projection: the node's point cloud (`build_point_cloud`), the benchmark and the tests
+    all go through it. Samples every `stride`-th row and column starting at pixel (0, 0). Points whose depth
+    is not finite, not positive, or deeper than `max_range` metres (along z, like the depth image) are NaN.
+    out: an optional float32 array of that shape to write into (e.g. the x, y, z fields of a packed cloud,
+    which saves a copy); returned.
     """
-    z = _sampled_valid_depth(depth_m, intrinsics, stride, max_range)
-    xyz = np.empty(z.shape + (3,), dtype=np.float32)
-    _write_xyz(z, intrinsics, stride, xyz[..., 0], xyz[..., 1], xyz[..., 2])
-    return xyz
+    shape = _sampled_shape(depth_m, intrinsics, stride)
+    z = np.asarray(depth_m[::stride, ::stride], dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        valid = (z > 0) & (z <= np.float32(max_range))  # False for NaN
+    valid &= np.isfinite(z)
+    z = np.where(valid, z, np.float32(np.nan))  # NaN depth makes x and y NaN too
+    if out is None:
+        out = np.empty(shape + (3,), dtype=np.float32)
+    elif out.shape != shape + (3,) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 {shape + (3,)}, got {out.dtype} {out.shape}")
+    x_per_z, y_per_z = intrinsics.ray_slopes(stride, np.float32)
+    # written per coordinate into `out`: no temporaries of size h x w x 3
+    np.multiply(z, x_per_z[np.newaxis, :], out=out[..., 0])
+    np.multiply(z, y_per_z[:, np.newaxis], out=out[..., 1])
+    out[..., 2] = z
+    return out
 
 
-def _sampled_valid_depth(
-    depth_m: np.ndarray, intrinsics: PinholeIntrinsics, stride: int, max_range: float
-) -> np.ndarray:
-    """Strided float32 depth with NaN wherever the point is invalid (so x and y become NaN too)."""
+def _sampled_shape(depth_m: np.ndarray, intrinsics: PinholeIntrinsics, stride: int) -> tuple[int, int]:
+    """(rows, columns) kept by `stride`; ValueError unless the depth matches the intrinsics and stride >= 1."""
     height, width = depth_m.shape
     if (width, height) != (intrinsics.width, intrinsics.height):
         raise ValueError(f"depth is {width}x{height} but the intrinsics are for {intrinsics.width}x{intrinsics.height}")
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
-    z = np.asarray(depth_m[::stride, ::stride], dtype=np.float32)
-    with np.errstate(invalid="ignore"):
-        valid = (z > 0) & (z <= np.float32(max_range))  # False for NaN
-    valid &= np.isfinite(z)
-    return np.where(valid, z, np.float32(np.nan))
-
-
-def _write_xyz(
-    z: np.ndarray, intrinsics: PinholeIntrinsics, stride: int, x_out: np.ndarray, y_out: np.ndarray, z_out: np.ndarray
-) -> None:
-    """Fill (h, w) views x_out, y_out, z_out from strided depth z (no temporaries of size h x w x 3)."""
-    rows, columns = z.shape
-    u = np.arange(columns, dtype=np.float32) * np.float32(stride)
-    v = np.arange(rows, dtype=np.float32) * np.float32(stride)
-    x_per_z = (u - np.float32(intrinsics.cx)) / np.float32(intrinsics.fx)
-    y_per_z = (v - np.float32(intrinsics.cy)) / np.float32(intrinsics.fy)
-    np.multiply(z, x_per_z[np.newaxis, :], out=x_out)
-    np.multiply(z, y_per_z[:, np.newaxis], out=y_out)
-    z_out[...] = z
+    return -(-height // stride), -(-width // stride)
 
 
 def build_point_cloud(
@@ -112,7 +111,7 @@ def build_point_cloud(
         (e.g. "label": uint16 class ids); they are strided like the depth.
     Fields are x, y, z (float32), then rgb, then channels in order, packed without padding.
     """
-    z = _sampled_valid_depth(depth_m, intrinsics, stride, max_range)
+    rows, columns = _sampled_shape(depth_m, intrinsics, stride)
     extra: dict[str, np.ndarray] = {}
     if rgb is not None:
         extra["rgb"] = pack_rgb(rgb[::stride, ::stride])
@@ -125,15 +124,15 @@ def build_point_cloud(
     point_dtype = np.dtype(
         [("x", "<f4"), ("y", "<f4"), ("z", "<f4")] + [(name, v.dtype.newbyteorder("<")) for name, v in extra.items()]
     )
-    points = np.empty(z.shape, dtype=point_dtype)
-    _write_xyz(z, intrinsics, stride, points["x"], points["y"], points["z"])
+    points = np.empty((rows, columns), dtype=point_dtype)
+    # x, y, z are the first three float32 fields: back-project straight into them as one (rows, columns, 3) view
+    back_project(depth_m, intrinsics, stride, max_range, out=points.getfield(np.dtype(("<f4", (3,))), 0))
     for name, values in extra.items():
         points[name] = values
     fields = tuple(
         CloudField(name, point_dtype.fields[name][1], POINT_FIELD_DATATYPES[point_dtype[name].newbyteorder("=")])
         for name in point_dtype.names
     )
-    rows, columns = points.shape
     return PackedCloud(
         data=points.reshape(-1).view(np.uint8),
         height=rows,

@@ -10,12 +10,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from dpt_ros.model.download import download_hint
 from dpt_ros.model.presets import PRESETS
+
+if TYPE_CHECKING:
+    from dpt_ros.model.presets import Preset
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -25,6 +29,24 @@ UNUSED_OFFICIAL_PREFIXES = ("pretrained.model.head.",)
 
 class WeightsError(RuntimeError):
     """A weights file is missing, unreadable, or does not fit the preset's network. The message is for users."""
+
+
+def missing_weights_message(preset: Preset, path: Path | None) -> str:
+    """What is wrong with `path` as `preset`'s weights (None: no file given) and how to get the right file.
+
+    The one place that tells users where weights come from: the engine's error and warning and the nodes'
+    start-up errors all end with it.
+    """
+    if path is None:
+        problem = "not given"
+    elif not Path(path).exists():
+        problem = f"not found at {path}"
+    else:
+        problem = f"at {path} cannot be used"
+    return (
+        f"weights for preset '{preset.name}' {problem}. To get them, {download_hint(preset)}, "
+        "or pass a Hugging Face checkpoint directory; see models/README.md"
+    )
 
 
 # Placeholders in the key templates below and how an index maps official <- HF:

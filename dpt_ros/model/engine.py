@@ -6,28 +6,30 @@ Two preprocessing paths share one rule (`network_input_size`):
   - device (default on CUDA): the uint8 image is uploaded once through a pinned buffer and resized +
     normalised on the GPU with torch's bicubic kernel (same a = -0.75 cubic as OpenCV; agrees to ~1e-3).
 On CUDA the network can run channels-last, in fp16/bf16 autocast, compiled, and replayed from a CUDA
-graph captured per input shape. Outputs are resized, converted and back-projected on the device and
-copied to the host once each into reused pinned buffers.
+graph captured per input shape. Outputs are resized on the device and copied to the host once into
+reused pinned buffers; everything after that (depth stage, point cloud) is the pipeline's, on the host.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dpt_ros.model.checkpoint import WeightsError
-from dpt_ros.model.download import download_hint
+from dpt_ros.model.checkpoint import WeightsError, missing_weights_message
 from dpt_ros.model.dpt import build_model
 from dpt_ros.model.preprocess import network_input_size, preprocess, validate_rgb_image
 from dpt_ros.model.presets import Preset, get_preset
 
 LOG = logging.getLogger(__name__)
+
+# `with clock(stage_name): ...` records how long the block took (see pipeline.stats.StageClock)
+StageTimer = Callable[[str], AbstractContextManager[object]]
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -50,29 +52,8 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def missing_weights_message(preset: Preset, path: Path | None) -> str:
-    where = f"not found at {path}" if path is not None else "not given"
-    return (
-        f"weights for preset '{preset.name}' {where}. To get them, {download_hint(preset)}, "
-        "or pass a Hugging Face checkpoint directory; see models/README.md"
-    )
-
-
-def backproject(depth: torch.Tensor, K: torch.Tensor, stride: int = 1, max_range: float = float("inf")) -> torch.Tensor:
-    """(..., H, W) depth in metres along Z -> (..., H/stride, W/stride, 3) xyz in the optical frame.
-
-    depth_image_proc's pinhole formula x = (u - cx) z / fx, y = (v - cy) z / fy with u, v the pixel
-    column/row of each kept sample; non-finite, non-positive or beyond-max_range depth -> NaN xyz.
-    """
-    z = depth[..., ::stride, ::stride]
-    rows = torch.arange(0, depth.shape[-2], stride, device=depth.device, dtype=z.dtype)
-    cols = torch.arange(0, depth.shape[-1], stride, device=depth.device, dtype=z.dtype)
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    valid = torch.isfinite(z) & (z > 0) & (z <= max_range)
-    z = torch.where(valid, z, torch.full_like(z, float("nan")))
-    x = (cols - cx) / fx * z
-    y = ((rows - cy) / fy)[:, None] * z
-    return torch.stack((x, y, z), dim=-1)
+def _untimed(stage: str) -> AbstractContextManager[object]:
+    return nullcontext()
 
 
 def _log_graph_capture(shape: tuple[int, ...], captured_before: int) -> None:
@@ -185,27 +166,23 @@ class InferenceEngine:
         return self.infer_batch([rgb])[0]
 
     @torch.inference_mode()
-    def infer_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Same-sized images in one forward pass; one host array per image (see `infer`)."""
-        batch = self.prepare_batch(images)
-        height, width = images[0].shape[:2]
-        out = self.resize_to_image(self.forward(batch), height, width)
-        host = self.to_host("output", out)
-        return [host[i] for i in range(len(images))]
+    def infer_batch(self, images: Sequence[np.ndarray], clock: StageTimer | None = None) -> list[np.ndarray]:
+        """Same-sized images in one forward pass; one host array per image (see `infer`).
 
-    @torch.inference_mode()
-    def infer_depth_and_points(
-        self, rgb: np.ndarray, K: np.ndarray, cloud_stride: int = 1, max_range: float = float("inf")
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Metric presets: (H, W) metres and (H/stride, W/stride, 3) xyz, computed on the device and
-        copied to the host once each. K is the 3x3 intrinsic matrix of `rgb`."""
-        if not self.preset.is_metric:
-            raise ValueError(f"preset '{self.preset.name}' does not output metres; align it to LiDAR first")
-        height, width = rgb.shape[:2]
-        depth = self.resize_to_image(self.forward(self.prepare_batch([rgb])), height, width)[0]
-        K_device = torch.as_tensor(np.asarray(K, np.float32).reshape(3, 3), device=self.device)
-        xyz = backproject(depth, K_device, cloud_stride, max_range)
-        return self.to_host("depth", depth[None])[0], self.to_host("points", xyz[None])[0]
+        clock: times the stages "prepare", "forward", "post" (resize to the image) and "copy" (to the host)
+        when given (`with clock(name): ...`, e.g. pipeline.stats.StageClock; the benchmark passes one).
+        """
+        stage = clock if clock is not None else _untimed
+        with stage("prepare"):
+            batch = self.prepare_batch(images)  # validates the images
+        height, width = images[0].shape[:2]
+        with stage("forward"):
+            out = self.forward(batch)
+        with stage("post"):
+            out = self.resize_to_image(out, height, width)
+        with stage("copy"):
+            host = self.to_host("output", out)
+        return [host[i] for i in range(len(images))]
 
     # ----------------------------------------------------------------------------------- internals
     def _autocast(self):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Literal
 
 from dpt_ros.model.architecture import DPTArchitecture
@@ -20,6 +21,8 @@ METRIC_DEPTH: Final[OutputKind] = "metric_depth"
 SEGMENTATION_LOGITS: Final[OutputKind] = "segmentation_logits"
 
 RELEASE_URL = "https://github.com/isl-org/DPT/releases/download/1_0/"
+# Where a preset's released weights file is looked for when none is configured (under the working directory).
+DEFAULT_WEIGHTS_DIR = Path("models")
 
 
 @dataclass(frozen=True)
@@ -169,3 +172,13 @@ def get_preset(name: str | Preset) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise KeyError(f"unknown DPT preset {name!r}; known presets: {', '.join(sorted(PRESETS))}") from None
+
+
+def default_weights_path(preset: Preset, models_dir: str | Path = DEFAULT_WEIGHTS_DIR) -> Path:
+    """models_dir/<the preset's released weights file>."""
+    return Path(models_dir) / preset.weights_file
+
+
+def resolve_weights_path(configured: str | Path | None, preset: Preset) -> Path:
+    """The configured weights path, or the preset's default one when none (or "") is configured."""
+    return Path(configured) if configured else default_weights_path(preset)

@@ -11,7 +11,6 @@ projected LiDAR points) is another `DepthStage`; extra per-pixel cloud fields (e
 labels) come from `ChannelProvider`s. A node only converts `FrameOutputs` to messages.
 """
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Protocol
@@ -19,11 +18,12 @@ from typing import Final, Protocol
 import cv2
 import numpy as np
 
-from dpt_ros.alignment.lidar_depth import NO_SCAN, AlignedDepth, LensModel, LidarScan
+from dpt_ros.alignment.lidar_depth import NO_SCAN, AlignedDepth, LidarScan
 from dpt_ros.geometry.camera import PinholeIntrinsics, scale_intrinsics
 from dpt_ros.geometry.pointcloud import PackedCloud, build_point_cloud
 from dpt_ros.model.presets import METRIC_DEPTH, RELATIVE_INVERSE_DEPTH
 from dpt_ros.pipeline.colorize import colorize_depth
+from dpt_ros.pipeline.stats import StageClock
 
 DEPTH_KINDS: Final = (METRIC_DEPTH, RELATIVE_INVERSE_DEPTH)
 # Point cloud field of the per-pixel semantic class ids (uint8, the ids of semantic/labels).
@@ -42,7 +42,7 @@ class LidarFrameInput:
     without camera_info), the paired scan (None when there is none) and, then, why there is none."""
 
     stamp: float
-    lens: LensModel | None
+    lens: PinholeIntrinsics | None
     scan: LidarScan | None
     missing_scan_reason: str = NO_SCAN
 
@@ -179,10 +179,10 @@ class DepthPipeline:
         self, frame: Frame, options: OutputOptions, *, want_cloud: bool = True, want_colored: bool = False
     ) -> FrameOutputs:
         """Run one frame; builds the cloud / colour map only when wanted (nobody subscribed -> no cost)."""
-        started = time.perf_counter()
-        prediction = self.engine.infer(frame.rgb)
-        inference_ms = (time.perf_counter() - started) * 1000.0
-        return self._outputs(frame, prediction, options, want_cloud, want_colored, {"inference": inference_ms})
+        clock = StageClock()
+        with clock("inference"):
+            prediction = self.engine.infer(frame.rgb)
+        return self._outputs(frame, prediction, options, want_cloud, want_colored, clock.timings_ms)
 
     def process_batch(
         self,
@@ -200,11 +200,11 @@ class DepthPipeline:
         """
         if not len(frames) == len(want_cloud) == len(want_colored):
             raise ValueError(f"{len(frames)} frames need as many want_cloud / want_colored flags")
-        started = time.perf_counter()
-        predictions = self.engine.infer_batch([frame.rgb for frame in frames])
-        inference_ms = (time.perf_counter() - started) * 1000.0
+        clock = StageClock()
+        with clock("inference"):
+            predictions = self.engine.infer_batch([frame.rgb for frame in frames])
         return [
-            self._outputs(frame, prediction, options, cloud, colored, {"inference": inference_ms})
+            self._outputs(frame, prediction, options, cloud, colored, dict(clock.timings_ms))
             for frame, prediction, cloud, colored in zip(frames, predictions, want_cloud, want_colored)
         ]
 
@@ -218,7 +218,7 @@ class DepthPipeline:
         timings: dict[str, float],
     ) -> FrameOutputs:
         """One frame's depth stage, channels, resize, cloud and colour map from its network prediction."""
-        clock = _StageClock(timings)
+        clock = StageClock(timings)
         with clock("depth_stage"):
             depth = self.depth_stage(prediction, frame)
         channels: dict[str, np.ndarray] = {}
@@ -281,22 +281,3 @@ def _rescale(
         {name: resize(values) for name, values in channels.items()},
         camera,
     )
-
-
-class _StageClock:
-    """`with clock("name"):` adds the block's wall time in ms to timings["name"]."""
-
-    def __init__(self, timings: dict[str, float]) -> None:
-        self._timings = timings
-        self._name = ""
-        self._start = 0.0
-
-    def __call__(self, name: str) -> "_StageClock":
-        self._name = name
-        return self
-
-    def __enter__(self) -> None:
-        self._start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self._timings[self._name] = (time.perf_counter() - self._start) * 1000.0

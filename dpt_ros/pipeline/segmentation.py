@@ -8,7 +8,6 @@ The label image also feeds the depth pipeline's point cloud (`label` field) when
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from dpt_ros.model.preprocess import network_input_size, to_network_input
+from dpt_ros.pipeline.stats import StageClock
 from dpt_ros.segmentation.classes import (
     ClassTable,
     ScoreModel,
@@ -78,32 +78,26 @@ class SegmentationStage:
         and overlay images only when wanted. ValueError when the network's class count does not match
         the class table or its logits are not finite.
         """
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
-        batch = self.engine.prepare_batch([rgb]) if network_input is None else network_input
-        logits = self.engine.forward(batch)
-        if logits.shape[1] != self.table.num_classes:
-            raise ValueError(
-                f"the segmentation network predicts {logits.shape[1]} classes but the class table "
-                f"({self.table.dataset}) has {self.table.num_classes}"
-            )
-        if not bool(torch.isfinite(logits).all()):  # e.g. fp16 overflow: ids would be silently wrong
-            raise ValueError("the segmentation network returned NaN or infinite logits")
-        labels = labels_from_network_output(logits, rgb.shape[:2])[0].cpu().numpy()
-        timings["segmentation"] = _elapsed_ms(start)
-        outputs = SemanticOutputs(labels=labels, timings_ms=timings)
+        clock = StageClock()
+        with clock("segmentation"):
+            batch = self.engine.prepare_batch([rgb]) if network_input is None else network_input
+            logits = self.engine.forward(batch)
+            if logits.shape[1] != self.table.num_classes:
+                raise ValueError(
+                    f"the segmentation network predicts {logits.shape[1]} classes but the class table "
+                    f"({self.table.dataset}) has {self.table.num_classes}"
+                )
+            if not bool(torch.isfinite(logits).all()):  # e.g. fp16 overflow: ids would be silently wrong
+                raise ValueError("the segmentation network returned NaN or infinite logits")
+            labels = labels_from_network_output(logits, rgb.shape[:2])[0].cpu().numpy()
+        outputs = SemanticOutputs(labels=labels, timings_ms=clock.timings_ms)
         if want_colored or want_overlay:
-            start = time.perf_counter()
-            colored = colorize_labels(labels, self.table)
-            outputs.colored = colored if want_colored else None
-            if want_overlay:
-                outputs.overlay = blend_overlay(np.ascontiguousarray(rgb[..., ::-1]), colored, overlay_alpha)
-            timings["semantic_images"] = _elapsed_ms(start)
+            with clock("semantic_images"):
+                colored = colorize_labels(labels, self.table)
+                outputs.colored = colored if want_colored else None
+                if want_overlay:
+                    outputs.overlay = blend_overlay(np.ascontiguousarray(rgb[..., ::-1]), colored, overlay_alpha)
         return outputs
-
-
-def _elapsed_ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
 
 
 def network_score_model(model: torch.nn.Module, device: str | torch.device = "cpu") -> ScoreModel:

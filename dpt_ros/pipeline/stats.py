@@ -1,11 +1,16 @@
-"""Thread-safe counters, input rate and latency percentiles for a node's diagnostics, plus a log limiter.
+"""Thread-safe counters, input rate and latency percentiles for a node's diagnostics, a log limiter, and the
+stage clock that times each step of a frame.
 
-Times are plain floats in seconds from a monotonic clock the caller passes in, so tests can drive them.
+Diagnostics times are plain floats in seconds from a monotonic clock the caller passes in, so tests can
+drive them; stage times are wall-clock milliseconds.
 """
 
 import math
 import threading
+import time
 from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,3 +96,32 @@ class LogLimiter:
                 return None
             self._last_logged[kind] = now_s
             return self._suppressed.pop(kind, 0)
+
+
+class StageClock:
+    """`with clock("name"):` records the block's wall time in milliseconds as timings_ms["name"].
+
+    One clock times every stage of a frame: the engine's (prepare, forward, post, copy), the pipeline's
+    (depth_stage, resize, cloud, ...) and the segmentation network's. `synchronize` (e.g.
+    torch.cuda.synchronize) is called at both ends of each stage, so device work queued asynchronously is
+    charged to the stage that queued it; the benchmark passes it on a GPU, the node does not (it waits for
+    the device once, when results are copied to the host).
+    """
+
+    def __init__(
+        self, timings_ms: dict[str, float] | None = None, synchronize: Callable[[], object] | None = None
+    ) -> None:
+        self.timings_ms: dict[str, float] = {} if timings_ms is None else timings_ms
+        self._synchronize = synchronize
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if self._synchronize is not None:
+            self._synchronize()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._synchronize is not None:
+                self._synchronize()
+            self.timings_ms[name] = (time.perf_counter() - start) * 1000.0

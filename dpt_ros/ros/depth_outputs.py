@@ -17,7 +17,7 @@ from dpt_ros import errors as input_errors
 from dpt_ros.alignment.lidar_depth import NO_SCAN, AlignedDepth
 from dpt_ros.app.depth_setup import EngineFactory, build_depth_pipeline
 from dpt_ros.errors import InputError
-from dpt_ros.geometry.camera import require_resolution
+from dpt_ros.geometry.camera import lens_from_camera_info, require_resolution
 from dpt_ros.model.checkpoint import WeightsError
 from dpt_ros.model.engine import InferenceEngine
 from dpt_ros.model.presets import get_preset
@@ -31,7 +31,7 @@ from dpt_ros.pipeline.depth import (
 )
 from dpt_ros.pipeline.image_codec import depth_to_16uc1_mm, depth_to_32fc1
 from dpt_ros.ros import conversions, lidar_input
-from dpt_ros.ros.lidar_input import LidarInput, lens_from_camera_info
+from dpt_ros.ros.lidar_input import LidarInput
 from dpt_ros.ros.node_shell import QOS, CameraIO, NodeShell, PreparedFrame, StartupError, camera_topic, weights_help
 
 
@@ -160,7 +160,7 @@ class DepthOutputs:
         stamp = conversions.stamp_ns(header.stamp) * 1e-9
         if camera_info is None:  # nothing to project with: do not even parse the cloud
             return LidarFrameInput(stamp, None, None, "no usable camera_info: cannot project LiDAR points")
-        lens = lens_from_camera_info(camera_info, self._shell.config.intrinsics_source, width, height)
+        lens = lens_from_camera_info(camera_info, self._shell.config.intrinsics_source)
         try:
             scan, missing_reason = self._lidar.scan_for(header)
         except ValueError as error:  # a malformed cloud: count it, align this frame without LiDAR
@@ -249,7 +249,7 @@ def load_depth_pipeline(shell: NodeShell, engine_factory: EngineFactory) -> tupl
     try:
         return build_depth_pipeline(config, shell.log_graph_capture, engine_factory)
     except WeightsError as error:  # missing, unreadable or wrong file: which one, and where to get it
-        raise StartupError(weights_help(str(error), get_preset(config.model))) from None
+        raise StartupError(weights_help(str(error), get_preset(config.model), config.weights)) from None
 
 
 def build_depth_outputs(shell: NodeShell, engine_factory: EngineFactory) -> DepthOutputs:

@@ -15,11 +15,11 @@ import numpy as np
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.time import Time
-from sensor_msgs.msg import CameraInfo, PointCloud2
+from sensor_msgs.msg import PointCloud2
 
-from dpt_ros.alignment.lidar_depth import LensModel, LidarScan
+from dpt_ros.alignment.lidar_depth import LidarScan
 from dpt_ros.geometry.cloud_fields import xyz_from_cloud_buffer
-from dpt_ros.geometry.extrinsics import transform_from_xyz_quaternion
+from dpt_ros.geometry.transforms import transform_from_xyz_quaternion
 from dpt_ros.pipeline.scan_buffer import NearestStampBuffer
 from dpt_ros.ros.conversions import stamp_ns
 
@@ -111,8 +111,3 @@ class LidarInput:
             ),
             "",
         )
-
-
-def lens_from_camera_info(msg: CameraInfo, intrinsics_source: str, width: int, height: int) -> LensModel:
-    """The lens the prediction was made for (see `LensModel.from_calibration`)."""
-    return LensModel.from_calibration(msg.k, msg.d, msg.p, msg.distortion_model, intrinsics_source, width, height)

@@ -39,8 +39,8 @@ from dpt_ros.app.depth_setup import EngineFactory
 from dpt_ros.app.node_config import DepthNodeConfig
 from dpt_ros.errors import InputError
 from dpt_ros.geometry.camera import PinholeIntrinsics
-from dpt_ros.model.download import download_hint
-from dpt_ros.model.presets import Preset
+from dpt_ros.model.checkpoint import missing_weights_message
+from dpt_ros.model.presets import Preset, resolve_weights_path
 from dpt_ros.pipeline.batching import LatestPerCamera, group_by_image_size
 from dpt_ros.pipeline.depth import Frame
 from dpt_ros.pipeline.stats import FrameStats, LogLimiter
@@ -488,11 +488,11 @@ def default_engine_factory() -> EngineFactory:
     return InferenceEngine
 
 
-def weights_help(error: str, preset: Preset) -> str:
+def weights_help(error: str, preset: Preset, configured_weights: str) -> str:
     """The weights error on one line, with where to get the right file when it does not say so already."""
     message = " ".join(error.split())
     if preset.url not in message:
-        message += f" Expected {preset.weights_file}: {download_hint(preset)}; see models/README.md"
+        message += " " + missing_weights_message(preset, resolve_weights_path(configured_weights, preset))
     return message
 
 

@@ -136,7 +136,8 @@ def build_segmentation_stages(shell: NodeShell, engine_factory: EngineFactory) -
     try:
         setup = build_segmentation(config, depth, shell.log_graph_capture, engine_factory)
     except WeightsError as error:
-        raise StartupError(weights_help(str(error), get_preset(config.segmentation_model))) from None
+        preset = get_preset(config.segmentation_model)
+        raise StartupError(weights_help(str(error), preset, config.segmentation_weights)) from None
     if setup.depth_pipeline is None or setup.depth_engine is None:
         return [SegmentationOutputs(shell, setup)]
     depth_outputs = DepthOutputs(shell, setup.depth_pipeline, setup.depth_engine)  # fed by the shared preprocessing

@@ -13,22 +13,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dpt_ros.geometry.camera import PinholeIntrinsics
+from dpt_ros.geometry.transforms import R_BASE_OPTICAL, invert_transform, make_transform, rotation_rpy
 from dpt_ros.sim.scene import (
-    R_BASE_OPTICAL,
     Box,
     CameraRender,
     LidarConfig,
     LidarScan,
-    PinholeCamera,
     Plane,
     Primitive,
     Scene,
     Sphere,
     Surface,
-    invert_transform,
-    make_transform,
     render_camera,
-    rotation_rpy,
     simulate_lidar,
 )
 
@@ -108,7 +105,7 @@ class SequenceConfig:
     start_time_ns: int = 1_700_000_000_000_000_000
     speed: float = 5.0
     stop_frames: tuple[int, int] | None = (8, 12)
-    camera: PinholeCamera = PinholeCamera()
+    camera: PinholeIntrinsics = PinholeIntrinsics(fx=250.0, fy=250.0, cx=159.5, cy=119.5, width=320, height=240)
     lidar: LidarConfig = LidarConfig()
     rig: SensorRig = field(default_factory=SensorRig)
     seed: int = 0

@@ -16,47 +16,15 @@ coordinates (the OpenCV / ROS convention), so pixel (u, v) looks along ((u − c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from dpt_ros.geometry.camera import PinholeIntrinsics
+from dpt_ros.geometry.transforms import rotation_rpy
+
 _EPS = 1e-6
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Rigid transforms
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def rotation_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """3×3 rotation R = Rz(yaw) · Ry(pitch) · Rx(roll), angles in radians."""
-    cr, sr, cp, sp, cy, sy = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
-    rz = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
-    ry = np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])
-    return rz @ ry @ rx
-
-
-def make_transform(rotation: np.ndarray, translation: np.ndarray | tuple[float, float, float]) -> np.ndarray:
-    """4×4 homogeneous transform from a 3×3 rotation and a translation (metres)."""
-    transform = np.eye(4)
-    transform[:3, :3] = rotation
-    transform[:3, 3] = translation
-    return transform
-
-
-def invert_transform(transform: np.ndarray) -> np.ndarray:
-    """Inverse of a 4×4 rigid transform (uses Rᵀ, exact for rotations)."""
-    rotation, translation = transform[:3, :3], transform[:3, 3]
-    return make_transform(rotation.T, -rotation.T @ translation)
-
-
-# optical axes expressed in the vehicle frame: x_C = −y_B, y_C = −z_B, z_C = x_B
-R_BASE_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-# the rotation taking LiDAR / vehicle axes (x forward, y left, z up; REP 103) to camera optical axes
-OPTICAL_FROM_LIDAR_ROTATION = R_BASE_OPTICAL.T
-# 4×4 rigid transform from a rotation and a translation (the name the alignment tests use)
-pose = make_transform
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -67,11 +35,13 @@ pose = make_transform
 @dataclass(frozen=True)
 class Surface:
     """Appearance of a primitive: base colour (RGB in [0, 1]), checker size (m) of its solid texture, albedo
-    seen by the LiDAR (in [0, 1])."""
+    seen by the LiDAR (in [0, 1]), and the amplitude of a fine non-periodic texture within each checker cell
+    (0: plain cells)."""
 
     color: tuple[float, float, float]
     checker_size: float = 1.0
     lidar_albedo: float = 0.5
+    detail: float = 0.1
 
 
 GREY = Surface((0.5, 0.5, 0.5))
@@ -115,9 +85,15 @@ Primitive = Plane | Box | Sphere
 
 @dataclass(frozen=True)
 class Scene:
+    """Primitives and their lighting. ambient: the share of light every surface gets whatever its orientation
+    (1: unlit, flat colours). fog_distance (metres): a camera sees surface colours fade towards the sky colour as
+    exp(-depth / fog_distance), a depth cue even a tiny network can learn; inf = clear air."""
+
     primitives: tuple[Primitive, ...]
     sky_color: tuple[float, float, float] = (0.55, 0.7, 0.9)
     light_direction: tuple[float, float, float] = (0.4, 0.3, 1.0)  # towards the light, world frame
+    ambient: float = 0.35
+    fog_distance: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -230,28 +206,6 @@ def cast_rays(scene: Scene, origin: np.ndarray, directions: np.ndarray) -> RayHi
 
 
 @dataclass(frozen=True)
-class PinholeCamera:
-    """Ideal pinhole camera (no distortion); intrinsics in pixels."""
-
-    width: int = 320
-    height: int = 240
-    fx: float = 250.0
-    fy: float = 250.0
-    cx: float = 159.5
-    cy: float = 119.5
-
-    @property
-    def K(self) -> np.ndarray:  # noqa: N802 - the standard name
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-
-    def pixel_rays(self) -> np.ndarray:
-        """(H·W, 3) optical-frame directions with unit Z, row-major over (v, u)."""
-        v, u = np.mgrid[0 : self.height, 0 : self.width].astype(float)
-        rays = np.stack([(u - self.cx) / self.fx, (v - self.cy) / self.fy, np.ones_like(u)], axis=-1)
-        return rays.reshape(-1, 3)
-
-
-@dataclass(frozen=True)
 class CameraRender:
     rgb: np.ndarray  # (H, W, 3) uint8
     depth: np.ndarray  # (H, W) float32 metres along the optical axis, NaN where nothing is hit (sky)
@@ -271,16 +225,18 @@ def _shade(scene: Scene, hits: RayHits, points: np.ndarray) -> np.ndarray:
     cells = np.floor(p / checker_size[:, None]).astype(np.int64).sum(axis=1)
     checker = np.where(cells % 2 == 0, 1.0, 0.65)
     # fine, non-periodic-looking detail so a network has gradients to look at within each checker cell
-    detail = 0.9 + 0.1 * np.sin(7.1 * p[:, 0] + 3.3 * np.sin(2.9 * p[:, 1]) + 5.3 * p[:, 2])
+    amplitude = np.array([surfaces[i].surface.detail for i in hits.primitive_index[hit]])
+    detail = 1.0 - amplitude + amplitude * np.sin(7.1 * p[:, 0] + 3.3 * np.sin(2.9 * p[:, 1]) + 5.3 * p[:, 2])
     light = np.asarray(scene.light_direction, dtype=float)
     light /= np.linalg.norm(light)
-    lambert = 0.35 + 0.65 * np.clip(hits.normal[hit] @ light, 0.0, 1.0)
+    lambert = scene.ambient + (1.0 - scene.ambient) * np.clip(hits.normal[hit] @ light, 0.0, 1.0)
     colors[hit] = base * (checker * detail * lambert)[:, None]
     return np.clip(colors, 0.0, 1.0)
 
 
-def render_camera(scene: Scene, camera: PinholeCamera, T_world_optical: np.ndarray) -> CameraRender:
-    """Exact depth (Z along the optical axis) and a textured RGB image of ``scene`` seen from the camera pose."""
+def render_camera(scene: Scene, camera: PinholeIntrinsics, T_world_optical: np.ndarray) -> CameraRender:
+    """Exact depth (Z along the optical axis) and a textured RGB image of ``scene`` seen from the camera pose
+    (an ideal pinhole: the camera's distortion, if any, is not rendered)."""
     rays_optical = camera.pixel_rays()
     directions = rays_optical @ T_world_optical[:3, :3].T
     origin = T_world_optical[:3, 3]
@@ -289,6 +245,9 @@ def render_camera(scene: Scene, camera: PinholeCamera, T_world_optical: np.ndarr
     depth = np.where(np.isfinite(hits.distance), hits.distance, np.nan)
     points = origin + np.nan_to_num(depth, nan=0.0)[:, None] * directions
     rgb = _shade(scene, hits, points)
+    if math.isfinite(scene.fog_distance):
+        visibility = np.exp(-np.nan_to_num(depth, nan=np.inf) / scene.fog_distance)[:, None]  # 0 for sky
+        rgb = rgb * visibility + np.asarray(scene.sky_color) * (1.0 - visibility)
     shape = (camera.height, camera.width)
     return CameraRender(
         rgb=np.round(rgb * 255.0).astype(np.uint8).reshape(*shape, 3),
@@ -335,15 +294,19 @@ class LidarScan:
 
 
 def simulate_lidar(
-    scene: Scene, config: LidarConfig, T_world_lidar: np.ndarray, rng: np.random.Generator
+    scene: Scene, config: LidarConfig, T_world_lidar: np.ndarray, rng: np.random.Generator, keep_misses: bool = False
 ) -> LidarScan:
-    """One instantaneous revolution (no motion skew): exact hits, then range noise, dropouts and edge leaks."""
+    """One instantaneous revolution (no motion skew): exact hits, then range noise, dropouts and edge leaks.
+
+    keep_misses: return every beam x azimuth direction in order (an organised scan), with NaN points where
+    there is no return, instead of the returns alone.
+    """
     directions_lidar = config.beam_directions()
     grid_shape = directions_lidar.shape[:2]
     directions = directions_lidar.reshape(-1, 3) @ T_world_lidar[:3, :3].T
     hits = cast_rays(scene, T_world_lidar[:3, 3], directions)
     true_range = hits.distance.reshape(grid_shape)
-    valid = true_range <= config.max_range
+    valid = np.isfinite(true_range) & (true_range <= config.max_range)
 
     # mixed returns at depth edges: the beam footprint straddles two surfaces and the unit reports a range
     # between them, a point floating in mid-air (the main error LiDAR-to-camera alignment must survive)
@@ -368,6 +331,9 @@ def simulate_lidar(
     intensity = (255.0 * albedo * incidence).reshape(grid_shape)
     ring = np.broadcast_to(np.arange(config.n_beams, dtype=np.uint16)[:, None], grid_shape)
     points = directions_lidar * measured[..., None]
+    if keep_misses:
+        points[~keep] = np.nan
+        keep = np.ones(grid_shape, dtype=bool)
     return LidarScan(
         points=points[keep].astype(np.float32),
         intensity=intensity[keep].astype(np.float32),
@@ -393,33 +359,24 @@ def street_scene() -> Scene:
     ))
 
 
-def ray_cast(origin: np.ndarray, directions: np.ndarray, scene: Scene) -> np.ndarray:
-    """Distance parameter t of the first hit along origin + t · directions; (N,) float64, inf where none."""
-    return cast_rays(scene, np.asarray(origin, dtype=float), np.asarray(directions, dtype=float)).distance
-
-
 def render_depth(scene: Scene, K: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     """Exact z-depth (height, width) float64 metres of a pinhole camera at the origin; inf where nothing is hit.
 
     image_size is (width, height); rays go through pixel centres (integer pixel coordinates).
     """
-    width, height = image_size
-    cols, rows = np.meshgrid(np.arange(width, dtype=float), np.arange(height, dtype=float))
-    pixels = np.stack((cols.ravel(), rows.ravel(), np.ones(cols.size)), axis=1)
-    directions = pixels @ np.linalg.inv(np.asarray(K, dtype=float)).T  # z component is 1: t is depth
-    return ray_cast(np.zeros(3), directions, scene).reshape(height, width)
+    camera = PinholeIntrinsics.from_matrix(K, image_size)
+    # pixel rays have unit z, so the ray parameter t is the depth
+    return cast_rays(scene, np.zeros(3), camera.pixel_rays()).distance.reshape(camera.height, camera.width)
 
 
 def spinning_lidar_scan(scene: Scene, T_cam_lidar: np.ndarray, n_beams: int = 64, n_azimuth: int = 1875,
                         elevation_deg: tuple[float, float] = (-25.0, 3.0)) -> np.ndarray:
     """Organised exact scan (n_beams · n_azimuth, 3) float32 in the LiDAR frame; NaN rows where a beam hits
     nothing. T_cam_lidar: 4×4 pose of the LiDAR in the camera optical frame (maps LiDAR points into it).
-    64 beams × 1875 azimuth steps is a 120k-point, 360° scan like a 64-beam spinning sensor's."""
+    64 beams × 1875 azimuth steps is a 120k-point, 360° scan like a 64-beam spinning sensor's.
+    `simulate_lidar` without range limit, noise, dropouts or edge leaks."""
     config = LidarConfig(n_beams=n_beams, elevation_min_deg=elevation_deg[0], elevation_max_deg=elevation_deg[1],
-                         azimuth_steps=n_azimuth)
-    directions_lidar = config.beam_directions().reshape(-1, 3)
-    T = np.asarray(T_cam_lidar, dtype=float)
-    ranges = ray_cast(T[:3, 3], directions_lidar @ T[:3, :3].T, scene)
-    points = directions_lidar * ranges[:, None]
-    points[~np.isfinite(ranges)] = np.nan
-    return points.astype(np.float32)
+                         azimuth_steps=n_azimuth, max_range=np.inf, range_noise_std=0.0, dropout_probability=0.0,
+                         edge_leak_probability=0.0)
+    scan = simulate_lidar(scene, config, np.asarray(T_cam_lidar, dtype=float), np.random.default_rng(0), True)
+    return scan.points

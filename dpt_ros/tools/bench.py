@@ -1,14 +1,21 @@
-"""`dpt-ros-bench`: per-stage latency of the image -> depth + point cloud pipeline.
+"""`dpt-ros-bench`: per-stage latency of the depth node's image -> depth + point cloud path.
 
-Stages (CUDA events on a GPU, perf_counter on the CPU; median and p95 after warm-up):
-  prepare  uint8 host image -> normalised network input on the device (upload + resize + normalise)
-  forward  the network
-  post     resize to the image, inverse depth -> metres
-  cloud    back-projection to xyz
-  copy     device -> host copies of depth and xyz
+It times the node's own code: the DepthPipeline that `build_depth_pipeline` wires for the preset (as the node
+does), called through `process_batch` as the node calls it. Stages (median and p95 after warm-up):
+  prepare      uint8 host image -> normalised network input on the device (upload + resize + normalise)
+  forward      the network
+  post         resize back to the image
+  copy         device -> host copy of the prediction
+  depth_stage  the node's depth stage: metric presets as they are; relative presets LiDAR-aligned to metres
+               (projection, fit, temporal filter), with a scan made from the prediction itself so the fit
+               holds as it would with a trained network and a real LiDAR
+  resize       the output_scale resize (a no-op at the default scale 1)
+  cloud        the point cloud (back-projection + packing, `geometry.pointcloud.build_point_cloud`)
+  total        the whole `process_batch` call
+On a GPU the stage clock synchronises at each stage boundary so every stage is charged its own device time.
 Also: images/s, peak device memory, the accuracy cost of reduced precision (median relative depth
-difference vs fp32 on the same input), batched multi-camera throughput, and with --compare-hf the
-latency of `transformers`' DPTForDepthEstimation on the same weights, input, device and precision.
+difference vs fp32 on the same input), batched multi-camera throughput of the engine, and with --compare-hf
+the latency of `transformers`' DPTForDepthEstimation on the same weights, input, device and precision.
 
 Without weights in models/ the network has random weights (timings are unaffected; the precision
 comparison then measures numerical error on an arbitrary function, and says so).
@@ -20,78 +27,102 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dpt_ros.alignment.lidar_depth import LidarScan
+from dpt_ros.app.depth_setup import build_depth_pipeline
+from dpt_ros.app.node_config import DepthNodeConfig, depth_preset_names
+from dpt_ros.geometry.camera import PinholeIntrinsics
+from dpt_ros.geometry.pointcloud import back_project
 from dpt_ros.model.checkpoint import WeightsError
-from dpt_ros.model.engine import InferenceEngine, backproject
-from dpt_ros.model.presets import PRESETS, get_preset
+from dpt_ros.model.engine import InferenceEngine, StageTimer
+from dpt_ros.model.presets import get_preset, resolve_weights_path
+from dpt_ros.pipeline.depth import DepthPipeline, Frame, LidarFrameInput
+from dpt_ros.pipeline.stats import StageClock
 from dpt_ros.tools import cli
 
-STAGES = ("prepare", "forward", "post", "cloud", "copy")
+STAGES = ("prepare", "forward", "post", "copy", "depth_stage", "resize", "cloud")
+# Points of the scan made for relative presets: a 64-beam spinning LiDAR's revolution.
+LIDAR_POINTS = 120_000
+# Metres the made-up scan spans: the prediction's 1st..99th percentile maps onto this depth range.
+SCAN_DEPTH_RANGE = (2.0, 50.0)
 
 
-class StageTimer:
-    """Collects per-stage durations in ms; on CUDA with events so no stage waits for the GPU."""
+class _ClockedEngine:
+    """The node's engine with its infer_batch stages timed on `clock`; the pipeline calls it unchanged."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
-        self._marks: list[tuple[str, object]] = []
+    def __init__(self, engine: InferenceEngine, clock: StageTimer) -> None:
+        self.engine = engine
+        self.clock = clock
 
-    def _mark(self):
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            return event
-        return time.perf_counter()
+    def infer(self, rgb: np.ndarray) -> np.ndarray:
+        return self.infer_batch([rgb])[0]
 
-    def start(self) -> None:
-        self._marks = [("", self._mark())]
+    def infer_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return self.engine.infer_batch(images, clock=self.clock)
 
-    def lap(self, stage: str) -> None:
-        self._marks.append((stage, self._mark()))
 
-    def stop(self, record: bool) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
+def scan_from_prediction(
+    prediction: np.ndarray, camera: PinholeIntrinsics, n_points: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(n_points, 3) float32 points in the camera optical frame whose depth is an exact affine function of the
+    (H, W) relative inverse depth `prediction`: the LiDAR fit on them succeeds, so the aligned depth and the
+    cloud are built every frame. Pixels are drawn at random (with repetition when the image is smaller)."""
+    low, high = np.nanpercentile(prediction, [1.0, 99.0])
+    if not high > low:
+        raise ValueError("the prediction is constant: no LiDAR fit can hold on it")
+    near, far = SCAN_DEPTH_RANGE
+    scale = (1.0 / near - 1.0 / far) / (high - low)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = 1.0 / (scale * (prediction - low) + 1.0 / far)  # <= 0 or beyond: NaN in back_project
+    xyz = back_project(depth.astype(np.float32), camera).reshape(-1, 3)
+    xyz = xyz[np.isfinite(xyz[:, 2])]
+    return xyz[rng.choice(len(xyz), n_points, replace=n_points > len(xyz))]
+
+
+class NodePathBench:
+    """The node's pipeline on one camera's frames, with every stage timed."""
+
+    def __init__(self, pipeline: DepthPipeline, engine: InferenceEngine, config: DepthNodeConfig,
+                 camera: PinholeIntrinsics, scan: np.ndarray | None) -> None:
+        synchronize = torch.cuda.synchronize if engine.device.type == "cuda" else None
+        self.engine_clock = StageClock(synchronize=synchronize)
+        self.pipeline = DepthPipeline(_ClockedEngine(engine, self.engine_clock), pipeline.depth_stage)
+        self.options = config.output_options()
+        self.camera, self.scan = camera, scan
+        self.synchronize = synchronize
+        self.samples: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total")}
+        self._frames = 0
+
+    def step(self, image: np.ndarray, record: bool) -> None:
+        stamp = self._frames * 0.1  # seconds; the temporal filter wants increasing stamps
+        self._frames += 1
+        lidar = None
+        if self.scan is not None:
+            lidar = LidarFrameInput(stamp, self.camera, LidarScan(self.scan, np.eye(4), stamp, "parameter"))
+        frame = Frame(image, self.camera, lidar=lidar)
+        if self.synchronize is not None:
+            self.synchronize()
+        start = time.perf_counter()
+        outputs = self.pipeline.process_batch([frame], self.options, want_cloud=[True], want_colored=[False])[0]
+        total_ms = (time.perf_counter() - start) * 1e3
         if not record:
             return
-        for (_, before), (stage, after) in zip(self._marks, self._marks[1:]):
-            ms = before.elapsed_time(after) if self.cuda else (after - before) * 1e3
-            self.samples[stage].append(ms)
+        timings = {**self.engine_clock.timings_ms, **outputs.timings_ms, "total": total_ms}
+        for stage, values in self.samples.items():
+            if stage in timings:
+                values.append(timings[stage])
 
     def summary(self) -> dict[str, dict[str, float]]:
-        result = {s: {"median_ms": float(np.median(v)), "p95_ms": float(np.percentile(v, 95))} for s, v in self.samples.items() if v}
-        totals = np.sum([self.samples[s] for s in STAGES if self.samples[s]], axis=0)
-        result["total"] = {"median_ms": float(np.median(totals)), "p95_ms": float(np.percentile(totals, 95))}
-        return result
-
-
-def pipeline_step(
-    engine: InferenceEngine, images: list[np.ndarray], K: torch.Tensor, timer: StageTimer
-) -> tuple[np.ndarray, np.ndarray]:
-    """One pass of the node's image -> depth + xyz path with a lap after each stage. Relative presets
-    stand in 1 / inverse depth for the LiDAR-aligned map (alignment is a separate, CPU-side stage)."""
-    height, width = images[0].shape[:2]
-    timer.start()
-    batch = engine.prepare_batch(images)
-    timer.lap("prepare")
-    out = engine.forward(batch)
-    timer.lap("forward")
-    depth = engine.resize_to_image(out, height, width)
-    if not engine.preset.is_metric:
-        depth = 1.0 / depth.clamp_min(1e-6)
-    timer.lap("post")
-    xyz = backproject(depth, K)
-    timer.lap("cloud")
-    # Views of the engine's pinned buffers: a node serialises them into messages straight away.
-    depth_host, xyz_host = engine.to_host("depth", depth, copy=False), engine.to_host("points", xyz, copy=False)
-    timer.lap("copy")
-    return depth_host, xyz_host
+        return {
+            stage: {"median_ms": float(np.median(values)), "p95_ms": float(np.percentile(values, 95))}
+            for stage, values in self.samples.items()
+            if values
+        }
 
 
 def _time_calls(call: Callable[[], object], device: torch.device, iterations: int, warmup: int) -> list[float]:
@@ -142,7 +173,7 @@ def hf_reference(engine: InferenceEngine):
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="dpt-ros-bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="dpt_hybrid_midas", choices=sorted(PRESETS))
+    parser.add_argument("--preset", default="dpt_hybrid_midas", choices=depth_preset_names())
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--size", default=(480, 640), type=cli.image_size, help="image HxW (default 480x640)")
     parser.add_argument("--device", default="auto")
@@ -160,33 +191,40 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     height, width = args.size
+    preset = get_preset(args.preset)
+    torch.manual_seed(args.seed)  # random weights: the same network for one seed
     try:
-        preset = get_preset(args.preset)
-        if args.architecture_overrides:
-            preset = preset.with_architecture(**args.architecture_overrides)
-        weights = args.weights or Path("models") / preset.weights_file
         # Timing needs no trained weights, but a --weights file that is not there is a mistake to report.
-        torch.manual_seed(args.seed)  # random weights: the same network for one seed
-        engine = InferenceEngine(preset, weights, args.device, args.precision, allow_random_weights=args.weights is None,
-                                 compile_model=args.compile, cuda_graphs=args.cuda_graphs)
+        config = DepthNodeConfig(
+            model=preset.name, weights=str(args.weights or ""), allow_random_weights=args.weights is None,
+            architecture_overrides=json.dumps(args.architecture_overrides) if args.architecture_overrides else "",
+            device=args.device, precision=args.precision, compile=args.compile, cuda_graphs=args.cuda_graphs,
+            lidar_alignment=not preset.is_metric,
+        )  # fmt: skip
+        pipeline, engine = build_depth_pipeline(config)
     except (WeightsError, ValueError, TypeError) as error:  # TypeError: an unknown architecture field
         return cli.user_error(parser.prog, error)
-    if engine.random_weights and not preset.is_segmentation:
-        # Random weights often leave the head's final ReLU all-zero; a positive last bias keeps the
-        # depth map informative so the precision comparison below measures something.
+    preset = engine.preset
+    if engine.random_weights:
+        # Random weights often leave the head's final ReLU all-zero, or nearly constant (a LiDAR fit rightly
+        # refuses that): a positive last bias and 20x the last layer's weights make the depth map vary across
+        # the image, so the precision comparison and the LiDAR fit below have something to use.
         with torch.no_grad():
             engine.model.scratch.output_conv[4].bias.fill_(1.0)
+            engine.model.scratch.output_conv[4].weight.mul_(20.0)
     device = engine.device
     image = sample_image(height, width)
-    K = torch.tensor([[0.8 * width, 0, width / 2], [0, 0.8 * width, height / 2], [0, 0, 1]], device=device)
+    camera = PinholeIntrinsics(0.8 * width, 0.8 * width, width / 2, height / 2, width, height)
+    scan = None
+    if not preset.is_metric:
+        scan = scan_from_prediction(engine.infer(image), camera, LIDAR_POINTS, np.random.default_rng(0))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    timer = StageTimer(device)
+    bench = NodePathBench(pipeline, engine, config, camera, scan)
     for iteration in range(args.warmup + args.iterations):
-        pipeline_step(engine, [image], K, timer)
-        timer.stop(record=iteration >= args.warmup)
-    stages = timer.summary()
+        bench.step(image, record=iteration >= args.warmup)
+    stages = bench.summary()
     net_h, net_w = engine.network_size(height, width)
     results: dict[str, object] = {
         "preset": preset.name, "image": [height, width], "network_input": [net_h, net_w],
@@ -194,12 +232,14 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "precision": args.precision, "compile": args.compile,
         "cuda_graphs": args.cuda_graphs, "random_weights": engine.random_weights, "stages": stages,
         "images_per_s": 1e3 / stages["total"]["median_ms"],
+        "frames_with_cloud": len(bench.samples["cloud"]), "frames_timed": args.iterations,
     }
     if device.type == "cuda":
         results["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
 
     if args.precision != "fp32":
-        reference = InferenceEngine(preset, weights, args.device, "fp32", allow_random_weights=True)
+        reference = InferenceEngine(preset, resolve_weights_path(config.weights, preset), args.device, "fp32",
+                                    allow_random_weights=True)
         reference.model.load_state_dict(engine.model.state_dict())
         full, reduced = reference.infer(image), engine.infer(image)
         informative = np.abs(full) > 1e-3 * np.abs(full).max()

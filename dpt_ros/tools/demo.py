@@ -63,10 +63,10 @@ class DemoModel:
 def choose_model(models_dir: Path, output_dir: Path) -> DemoModel:
     """The preset's trained weights if present; otherwise seeded random weights of a reduced architecture,
     saved to a file so that the node and the offline evaluation run the very same network."""
-    from dpt_ros.model.presets import get_preset
+    from dpt_ros.model.presets import default_weights_path, get_preset
 
     preset = get_preset(PRESET)
-    trained = models_dir / preset.weights_file
+    trained = default_weights_path(preset, models_dir)
     if trained.exists():
         return DemoModel(trained, False, "", None, f"{PRESET} with trained weights from {trained}")
     weights = output_dir / "random_weights_reduced_dpt.pt"

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dpt_ros.model.checkpoint import WeightsError
-from dpt_ros.model.presets import PRESETS
+from dpt_ros.model.presets import PRESETS, resolve_weights_path
 from dpt_ros.tools import cli
 
 UINT16_MAX = 65535
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(args.seed)  # random weights: the same network for one seed
     preset = PRESETS[args.preset]
-    weights = args.weights or Path("models") / preset.weights_file
+    weights = resolve_weights_path(args.weights, preset)
     try:
         engine = InferenceEngine(preset, weights, args.device, args.precision, args.allow_random_weights)
     except (WeightsError, ValueError) as error:

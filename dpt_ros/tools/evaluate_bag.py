@@ -58,9 +58,10 @@ from dpt_ros.eval.holdout import (
     static_pixel_flicker,
 )
 from dpt_ros.eval.methods import DEFAULT_METHODS, DepthMethod, MethodInputs
-from dpt_ros.geometry.lidar_projection import keep_nearest_per_pixel, project_points
+from dpt_ros.geometry.lidar_projection import keep_nearest_per_pixel, project_into_camera
 from dpt_ros.geometry.pointcloud import PackedCloud
 from dpt_ros.geometry.rings import beam_stride, keep_every_kth_ring, recover_rings
+from dpt_ros.model.presets import resolve_weights_path
 from dpt_ros.pipeline.depth import DepthEstimate, DepthPipeline, Frame, LidarFrameInput
 from dpt_ros.tools import cli
 from dpt_ros.tools.evaluation_report import (
@@ -246,9 +247,8 @@ class BagEvaluation:
         fitting = _pixel_samples_of_sparse(sparse)
         record.n_fitting = len(fitting)
         if len(held_xyz):
-            projected = keep_nearest_per_pixel(project_points(
-                held_xyz, inputs.T_cam_lidar, lens.K, lens.image_size, lens.D, lens.distortion_model,
-                config.lidar_min_range, config.lidar_max_range), lens.image_size)
+            projected = keep_nearest_per_pixel(project_into_camera(
+                held_xyz, inputs.T_cam_lidar, lens, config.lidar_min_range, config.lidar_max_range), lens.image_size)
             held = drop_shared_pixels(PixelSamples(projected.row, projected.col,
                                                    projected.depth.astype(np.float64)), fitting, width)
             record.predictions = {key: held.values_of(values) for key, values in dense.items()}
@@ -517,7 +517,7 @@ def build_engine(config: DepthNodeConfig, seed: int = 0) -> tuple[Any, dict[str,
     torch.manual_seed(seed)
     _, engine = build_depth_pipeline(config)
     info = {"preset": engine.preset.name, "random_weights": engine.random_weights,
-            "weights": None if engine.random_weights else config.weights or "models/" + engine.preset.weights_file,
+            "weights": None if engine.random_weights else str(resolve_weights_path(config.weights, engine.preset)),
             "reduced_architecture": bool(config.architecture_overrides), "device": str(engine.device),
             "precision": config.precision, "seed": seed if engine.random_weights else None}
     return engine, info

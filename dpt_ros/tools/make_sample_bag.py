@@ -32,9 +32,10 @@ from dpt_ros.bags.rosbag_io import (
     make_point_cloud,
     make_tf_message,
 )
+from dpt_ros.geometry.camera import PinholeIntrinsics
 from dpt_ros.pipeline.image_codec import depth_to_16uc1_mm
 from dpt_ros.sim.drive import SequenceConfig, render_sequence
-from dpt_ros.sim.scene import LidarConfig, PinholeCamera
+from dpt_ros.sim.scene import LidarConfig
 from dpt_ros.tools import cli
 
 IMAGE_TOPIC = "/camera/image_raw"
@@ -105,7 +106,7 @@ def sample_config(frames: int = 20, width: int = 320, height: int = 240, seed: i
                   dropout: float = 0.05, edge_leak: float = 0.5) -> SequenceConfig:
     """The sample drive at another size or error model; the focal length scales with the width (≈65° HFOV)."""
     focal = 250.0 * width / 320.0
-    camera = PinholeCamera(width=width, height=height, fx=focal, fy=focal, cx=(width - 1) / 2, cy=(height - 1) / 2)
+    camera = PinholeIntrinsics(width=width, height=height, fx=focal, fy=focal, cx=(width - 1) / 2, cy=(height - 1) / 2)
     lidar = dataclasses.replace(LidarConfig(), range_noise_std=noise, dropout_probability=dropout,
                                 edge_leak_probability=edge_leak)
     stop = (frames * 2 // 5, frames * 3 // 5) if frames >= 5 else None

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from dpt_ros.model.download import DOWNLOAD_COMMAND, DownloadError, ExpectedDigest, download_file, sha256_of, source_url
-from dpt_ros.model.presets import PRESETS, Preset
+from dpt_ros.model.presets import PRESETS, Preset, default_weights_path
 from dpt_ros.tools import cli
 
 DEFAULT_MODELS_DIR = Path("models")
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "list":
         for preset in PRESETS.values():
-            present = "present" if (args.models_dir / preset.weights_file).is_file() else "absent"
+            present = "present" if default_weights_path(preset, args.models_dir).is_file() else "absent"
             print(f"{preset.name:18s} {preset.output_kind:23s} {preset.weights_file:30s} {present:8s} {preset.url}")
         return 0
 
@@ -101,14 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     chosen = [PRESETS[n] for n in args.presets] or [
-        p for p in PRESETS.values() if (args.models_dir / p.weights_file).is_file()
+        p for p in PRESETS.values() if default_weights_path(p, args.models_dir).is_file()
     ]
     if not chosen:
         print(f"no weight files found in {args.models_dir}; run `{DOWNLOAD_COMMAND} PRESET` (presets: `dpt-ros-weights list`)")
         return 1
     all_ok = True
     for preset in chosen:
-        ok, verdict = verify_file(preset, args.models_dir / preset.weights_file, args.load)
+        ok, verdict = verify_file(preset, default_weights_path(preset, args.models_dir), args.load)
         all_ok &= ok
         print(f"{preset.name:18s} {verdict}")
     return 0 if all_ok else 1

@@ -4,17 +4,13 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dpt_ros.alignment.lidar_depth import LensModel, LidarAligner, LidarAlignmentSettings, LidarScan
+from dpt_ros.alignment.lidar_depth import LidarAligner, LidarAlignmentSettings, LidarScan
 from dpt_ros.alignment.temporal_filter import TemporalFilterConfig
-from dpt_ros.geometry.extrinsics import transform_from_parameter, transform_from_xyz_quaternion
+from dpt_ros.geometry.camera import PinholeIntrinsics
+from dpt_ros.geometry.transforms import OPTICAL_FROM_LIDAR_ROTATION, transform_from_parameter, transform_from_xyz_quaternion
+from dpt_ros.geometry.transforms import make_transform as pose
 from dpt_ros.pipeline.scan_buffer import NearestStampBuffer
-from dpt_ros.sim.scene import (
-    OPTICAL_FROM_LIDAR_ROTATION,
-    pose,
-    render_depth,
-    spinning_lidar_scan,
-    street_scene,
-)
+from dpt_ros.sim.scene import render_depth, spinning_lidar_scan, street_scene
 
 K = np.array([[250.0, 0.0, 159.5], [0.0, 250.0, 119.5], [0.0, 0.0, 1.0]])
 SIZE = (320, 240)
@@ -43,7 +39,7 @@ def median_abs_rel(depth, truth):
 def test_relative_prediction_becomes_metric_with_a_scan(world):
     truth, cloud, pred = world
     aligner = LidarAligner("relative_inverse_depth")
-    out = aligner.align(pred, 0.0, LensModel(K, SIZE), scan(cloud))
+    out = aligner.align(pred, 0.0, PinholeIntrinsics.from_matrix(K, SIZE), scan(cloud))
     assert out.is_metric and out.filtered.state.value == "fresh"
     assert median_abs_rel(out.values, truth) < 0.005
     diagnostics = out.diagnostics()
@@ -55,7 +51,7 @@ def test_relative_prediction_becomes_metric_with_a_scan(world):
 def test_without_scan_or_camera_the_output_stays_relative(world):
     truth, cloud, pred = world
     aligner = LidarAligner("relative_inverse_depth")
-    for lens, lidar, note in ((LensModel(K, SIZE), None, "no LiDAR scan"), (None, scan(cloud), "no camera_info")):
+    for lens, lidar, note in ((PinholeIntrinsics.from_matrix(K, SIZE), None, "no LiDAR scan"), (None, scan(cloud), "no camera_info")):
         out = aligner.align(pred, 0.0, lens, lidar)
         assert not out.is_metric and out.note.startswith(note)
         np.testing.assert_array_equal(out.values, pred)
@@ -66,23 +62,23 @@ def test_held_fit_keeps_metres_until_it_goes_stale(world):
     truth, cloud, pred = world
     settings = LidarAlignmentSettings(temporal=TemporalFilterConfig(hold_time=1.0))
     aligner = LidarAligner("relative_inverse_depth", settings)
-    aligner.align(pred, 10.0, LensModel(K, SIZE), scan(cloud, 10.0))
-    held = aligner.align(pred, 10.5, LensModel(K, SIZE), None)
+    aligner.align(pred, 10.0, PinholeIntrinsics.from_matrix(K, SIZE), scan(cloud, 10.0))
+    held = aligner.align(pred, 10.5, PinholeIntrinsics.from_matrix(K, SIZE), None)
     assert held.is_metric and held.filtered.state.value == "held"
     assert median_abs_rel(held.values, truth) < 0.005
-    stale = aligner.align(pred, 11.5, LensModel(K, SIZE), None)
+    stale = aligner.align(pred, 11.5, PinholeIntrinsics.from_matrix(K, SIZE), None)
     assert not stale.is_metric and stale.filtered.state.value == "stale"
 
 
 def test_metric_preset_is_left_alone_unless_refinement_is_on(world):
     truth, cloud, _ = world
     pred_metres = truth / 1.1  # a metric model 10 % short
-    plain = LidarAligner("metric_depth").align(pred_metres, 0.0, LensModel(K, SIZE), scan(cloud))
+    plain = LidarAligner("metric_depth").align(pred_metres, 0.0, PinholeIntrinsics.from_matrix(K, SIZE), scan(cloud))
     assert plain.is_metric and plain.filtered is None
     np.testing.assert_allclose(plain.values, pred_metres)
     assert plain.fit.scale == pytest.approx(1.1, rel=0.005)  # still measured, for diagnostics
     refined = LidarAligner("metric_depth", LidarAlignmentSettings(refine_metric=True)).align(
-        pred_metres, 0.0, LensModel(K, SIZE), scan(cloud)
+        pred_metres, 0.0, PinholeIntrinsics.from_matrix(K, SIZE), scan(cloud)
     )
     assert refined.is_metric and median_abs_rel(refined.values, truth) < 0.005
 
@@ -90,10 +86,10 @@ def test_metric_preset_is_left_alone_unless_refinement_is_on(world):
 def test_bad_lens_or_size_is_reported_not_raised(world):
     _, cloud, pred = world
     aligner = LidarAligner("relative_inverse_depth")
-    fisheye = LensModel(K, SIZE, D=np.array([0.1, 0.0, 0.0, 0.0]), distortion_model="equidistant")
+    fisheye = PinholeIntrinsics.from_matrix(K, SIZE, D=np.array([0.1, 0.0, 0.0, 0.0]), distortion_model="equidistant")
     out = aligner.align(pred, 0.0, fisheye, scan(cloud))
     assert not out.is_metric and "unsupported distortion_model" in out.note
-    out = aligner.align(pred, 0.1, LensModel(K, (640, 480)), scan(cloud))
+    out = aligner.align(pred, 0.1, PinholeIntrinsics.from_matrix(K, (640, 480)), scan(cloud))
     assert not out.is_metric and "does not match" in out.note
     with pytest.raises(ValueError, match="depth model"):
         LidarAligner("segmentation_logits")

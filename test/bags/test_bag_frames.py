@@ -23,7 +23,7 @@ from dpt_ros.bags.rosbag_io import (
     open_bag,
 )
 from dpt_ros.bags.transforms import TransformLookupError, TransformTree
-from dpt_ros.sim.scene import invert_transform, make_transform, rotation_rpy
+from dpt_ros.geometry.transforms import invert_transform, make_transform, rotation_rpy
 
 SECOND = 1_000_000_000
 T_BASE_CAMERA = make_transform(rotation_rpy(-np.pi / 2, 0.0, -np.pi / 2), (1.0, 0.2, 1.5))

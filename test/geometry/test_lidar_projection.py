@@ -8,13 +8,9 @@ import pytest
 
 from dpt_ros import project_lidar, project_points
 from dpt_ros.geometry.lidar_projection import keep_nearest_per_pixel, rasterize_depth
-from dpt_ros.sim.scene import (
-    OPTICAL_FROM_LIDAR_ROTATION,
-    pose,
-    render_depth,
-    spinning_lidar_scan,
-    street_scene,
-)
+from dpt_ros.geometry.transforms import OPTICAL_FROM_LIDAR_ROTATION
+from dpt_ros.geometry.transforms import make_transform as pose
+from dpt_ros.sim.scene import render_depth, spinning_lidar_scan, street_scene
 
 # fx=100, fy=120, cx=50, cy=40 for a 101 x 81 (width x height) image
 K = np.array([[100.0, 0.0, 50.0], [0.0, 120.0, 40.0], [0.0, 0.0, 1.0]])

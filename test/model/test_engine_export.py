@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dpt_ros import InferenceEngine, build_model, preprocess
-from dpt_ros.model.engine import backproject, resolve_device
+from dpt_ros.model.engine import resolve_device
 from dpt_ros.model.presets import get_preset
 from dpt_ros.tools.export import export_onnx, max_relative_difference
 
@@ -71,32 +71,6 @@ def test_device_side_preprocessing_agrees_with_opencv_reference():
     assert float(difference.mean()) < 2e-3 and float(difference.max()) < 0.1
 
 
-def test_backprojection_matches_hand_computed_points():
-    depth = torch.tensor([[2.0, 4.0, float("nan")], [1.0, -1.0, 50.0]])
-    K = torch.tensor([[2.0, 0, 1.0], [0, 4.0, 0.5], [0, 0, 1]])
-    xyz = backproject(depth, K, max_range=10.0)
-    assert xyz.shape == (2, 3, 3)
-    # pixel (row 0, col 0), z = 2: x = (0 - 1) * 2 / 2 = -1, y = (0 - 0.5) * 2 / 4 = -0.25
-    assert torch.allclose(xyz[0, 0], torch.tensor([-1.0, -0.25, 2.0]))
-    # pixel (row 1, col 1), z = 1 invalid (negative): NaN; (row 1, col 0) z = 1: x = -0.5, y = 0.125
-    assert torch.allclose(xyz[1, 0], torch.tensor([-0.5, 0.125, 1.0]))
-    assert torch.isnan(xyz[1, 1]).all() and torch.isnan(xyz[0, 2]).all() and torch.isnan(xyz[1, 2]).all()
-    strided = backproject(depth, K, stride=2)
-    assert strided.shape == (1, 2, 3) and torch.allclose(strided[0, 0], xyz[0, 0])
-
-
-def test_depth_and_points_for_metric_presets():
-    engine = _engine("dpt_hybrid_kitti")
-    image = _images(1)[0]
-    K = np.array([[50.0, 0, 40], [0, 50.0, 30], [0, 0, 1]])
-    depth, xyz = engine.infer_depth_and_points(image, K, cloud_stride=2)
-    assert np.allclose(depth, engine.infer(image), atol=1e-5)
-    assert xyz.shape == (30, 40, 3)
-    assert np.allclose(xyz[..., 2], depth[::2, ::2], equal_nan=True)
-    with pytest.raises(ValueError, match="does not output metres"):
-        _engine("dpt_hybrid_midas").infer_depth_and_points(image, K)
-
-
 def test_bad_device_and_precision_are_clear_errors():
     with pytest.raises(ValueError, match="unsupported device"):
         resolve_device("tpu")
@@ -131,6 +105,7 @@ def test_benchmark_smoke_run_reports_every_section(tmp_path):
     assert code == 0
     result = json.loads(out.read_text())
     assert set(STAGES) | {"total"} <= set(result["stages"])
+    assert result["frames_with_cloud"] == result["frames_timed"] == 2  # the relative preset's LiDAR fit held
     assert result["network_input"] == [288, 384] and result["random_weights"] is True
     assert 0 <= result["median_relative_difference_vs_fp32"] < 0.1
     assert result["cameras"]["count"] == 2 and result["compare_hf"]["transformers_forward_median_ms"] > 0

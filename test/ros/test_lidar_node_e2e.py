@@ -17,15 +17,11 @@ from rclpy.parameter import Parameter
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
+from dpt_ros.geometry.camera import lens_from_camera_info
+from dpt_ros.geometry.transforms import OPTICAL_FROM_LIDAR_ROTATION
+from dpt_ros.geometry.transforms import make_transform as pose
 from dpt_ros.ros.depth_node import DepthNode, StartupError
-from dpt_ros.ros.lidar_input import lens_from_camera_info
-from dpt_ros.sim.scene import (
-    OPTICAL_FROM_LIDAR_ROTATION,
-    pose,
-    render_depth,
-    spinning_lidar_scan,
-    street_scene,
-)
+from dpt_ros.sim.scene import render_depth, spinning_lidar_scan, street_scene
 from support.depth_node_harness import (
     RosPeer,
     camera_info,
@@ -197,8 +193,8 @@ def test_lens_follows_the_intrinsics_source():
     info = camera_info(header(stamp(1)), WIDTH, HEIGHT, focal=FOCAL)
     info.d = [-0.1, 0.01, 0.0, 0.0, 0.0]
     info.p = [150.0, 0.0, 80.0, 0.0, 0.0, 151.0, 60.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    raw = lens_from_camera_info(info, "K", WIDTH, HEIGHT)
+    raw = lens_from_camera_info(info, "K")
     np.testing.assert_array_equal(raw.K, K)
     assert raw.D.tolist() == info.d.tolist() and raw.distortion_model == "plumb_bob"
-    rectified = lens_from_camera_info(info, "P", WIDTH, HEIGHT)
+    rectified = lens_from_camera_info(info, "P")
     assert rectified.D is None and rectified.K[0, 0] == 150.0 and rectified.K[1, 2] == 60.0

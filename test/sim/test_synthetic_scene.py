@@ -5,26 +5,13 @@ import dataclasses
 import numpy as np
 import pytest
 
+from dpt_ros.geometry.camera import PinholeIntrinsics
+from dpt_ros.geometry.transforms import R_BASE_OPTICAL, invert_transform, make_transform, rotation_rpy
 from dpt_ros.sim.drive import SensorRig, SequenceConfig, drive_scene, render_sequence
-from dpt_ros.sim.scene import (
-    R_BASE_OPTICAL,
-    Box,
-    LidarConfig,
-    PinholeCamera,
-    Plane,
-    Scene,
-    Sphere,
-    Surface,
-    cast_rays,
-    invert_transform,
-    make_transform,
-    render_camera,
-    rotation_rpy,
-    simulate_lidar,
-)
+from dpt_ros.sim.scene import Box, LidarConfig, Plane, Scene, Sphere, Surface, cast_rays, render_camera, simulate_lidar
 
 GREY = Surface((0.5, 0.5, 0.5))
-CAMERA = PinholeCamera(width=64, height=48, fx=50.0, fy=50.0, cx=31.5, cy=23.5)
+CAMERA = PinholeIntrinsics(width=64, height=48, fx=50.0, fy=50.0, cx=31.5, cy=23.5)
 EXACT_LIDAR = LidarConfig(range_noise_std=0.0, dropout_probability=0.0, edge_leak_probability=0.0)
 
 

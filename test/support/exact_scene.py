@@ -5,21 +5,13 @@ a predictor that returns the rendered truth (optionally affinely distorted or wi
 
 import numpy as np
 
+from dpt_ros.geometry.camera import PinholeIntrinsics
+from dpt_ros.geometry.transforms import R_BASE_OPTICAL, make_transform, rotation_rpy
 from dpt_ros.sim.drive import SensorRig, SequenceConfig, render_sequence
-from dpt_ros.sim.scene import (
-    R_BASE_OPTICAL,
-    Box,
-    LidarConfig,
-    PinholeCamera,
-    Plane,
-    Scene,
-    Surface,
-    make_transform,
-    rotation_rpy,
-)
+from dpt_ros.sim.scene import Box, LidarConfig, Plane, Scene, Surface
 from support.fake_engines import FakeEngine, content_key, lookup_by_content
 
-CAMERA = PinholeCamera(width=160, height=120, fx=125.0, fy=125.0, cx=79.5, cy=59.5)
+CAMERA = PinholeIntrinsics(width=160, height=120, fx=125.0, fy=125.0, cx=79.5, cy=59.5)
 CAMERA_HEIGHT = 1.5
 # (depth m, first col, last col, first row, last row): edges at half-pixel coordinates
 BOARDS = ((6.0, 10, 60, 50, 110), (15.0, 70, 110, 30, 90), (30.0, 115, 150, 20, 70), (45.0, 20, 50, 10, 40))

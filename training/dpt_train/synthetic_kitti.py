@@ -1,7 +1,8 @@
-"""A tiny KITTI-format dataset rendered from analytic street scenes with exact depth.
+"""A tiny KITTI-format dataset rendered from synthetic street scenes with exact depth.
 
-The scenes are ray-cast in closed form (ground plane, two building walls, a few fronto-parallel boxes, sky),
-so every pixel's depth is known exactly. The writer produces the real KITTI layout:
+Each drive is a street of `dpt_ros.sim` primitives (a road, two building walls, a few boxes, sky, fog), ray-cast
+by the simulator's camera renderer so every pixel's depth is known exactly; where ground truth exists comes from
+the simulator's spinning LiDAR. The writer produces the real KITTI layout:
 
     <root>/raw/<date>/<date>_drive_<NNNN>_sync/image_02/data/<frame:010d>.png        RGB uint8
     <root>/raw/<date>/<date>_drive_<NNNN>_sync/velodyne_points/data/<frame:010d>.bin  float32 x y z r (optional)
@@ -9,8 +10,8 @@ so every pixel's depth is known exactly. The writer produces the real KITTI layo
     <root>/depth/<date>_drive_<NNNN>_sync/proj_depth/groundtruth/image_02/<frame:010d>.png  uint16, m*256
     <root>/splits/{train,val,test}.txt   lines "rgb_path gt_path focal", gt_path "None" without ground truth
 
-Like the real annotated depth, ground truth starts at frame 5 of each drive and is sparse (LiDAR-like scan
-lines in the lower part of the image), so earlier frames appear in the splits with "None".
+Like the real annotated depth, ground truth starts at frame 5 of each drive and is sparse (the LiDAR's scan
+lines over the lower part of the image), so earlier frames appear in the splits with "None".
 Used by the tests and for smoke runs (docs/training.md, section 4); not a substitute for KITTI.
 """
 
@@ -23,6 +24,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dpt_ros.geometry.camera import PinholeIntrinsics
+from dpt_ros.geometry.lidar_projection import project_points
+from dpt_ros.geometry.transforms import OPTICAL_FROM_LIDAR_ROTATION, make_transform, rotation_rpy
+from dpt_ros.sim.scene import Box, LidarConfig, Scene, Surface, render_camera, simulate_lidar
+
 DATE = "2011_09_26"
 KITTI_FOCAL = 721.5377
 KITTI_WIDTH = 1242
@@ -31,11 +37,26 @@ FAR_LIMIT = 90.0  # walls and road end here; beyond is sky (no depth)
 FOG_DISTANCE = 40.0  # metres; atmospheric fading gives the network a depth cue a tiny model can learn
 SKY_RGB = np.array([170.0, 200.0, 235.0])
 STEREO_BASELINE = 0.06  # metres between rectified camera 0 and camera 2 (x offset in P_rect_02)
+# Scenes are built in the optical frame of camera 2 at frame 0 (x right, y down, z forward); the car drives
+# along +z, so the road surface is the plane y = CAMERA_HEIGHT. Road and walls are slabs this thick (metres);
+# the boxes are boards facing the car.
+_SLAB = 1.0
+_BOARD = 0.05
+# Unlit, plain checkered surfaces under fog: the tiny test network learns metric depth from them well enough
+# for the relative-to-metric recipe to recover the head constants (test_train_loop); shading and fine texture
+# made its depth range shrink.
+_ROAD = Surface((0.39, 0.39, 0.41), checker_size=2.0, lidar_albedo=0.2, detail=0.0)
+_WALL = Surface((0.65, 0.5, 0.38), checker_size=1.5, lidar_albedo=0.6, detail=0.0)
+_BOX_COLOURS = ((0.78, 0.16, 0.16), (0.16, 0.63, 0.24), (0.9, 0.78, 0.2), (0.24, 0.31, 0.78))
 
 
 @dataclass(frozen=True)
 class SyntheticKittiSpec:
-    """Size and content of the generated dataset. Focal defaults to KITTI's, scaled to the width."""
+    """Size and content of the generated dataset. Focal defaults to KITTI's, scaled to the width.
+
+    lidar_rows: beams of the spinning LiDAR that cross the lower 60 % of the image; lidar_points_per_row:
+    its azimuth steps across the image width.
+    """
 
     height: int = 375
     width: int = 1242
@@ -51,9 +72,15 @@ class SyntheticKittiSpec:
     def focal(self) -> float:
         return KITTI_FOCAL * self.width / KITTI_WIDTH
 
+    @property
+    def camera(self) -> PinholeIntrinsics:
+        """Rectified camera 2: square pixels, principal point at the image centre."""
+        return PinholeIntrinsics(self.focal, self.focal, (self.width - 1) / 2.0, (self.height - 1) / 2.0,
+                                 self.width, self.height)
+
 
 @dataclass(frozen=True)
-class _Scene:
+class _Street:
     left_wall: float  # metres to the left wall (x = -left_wall)
     right_wall: float
     wall_height: float
@@ -61,7 +88,7 @@ class _Scene:
     speed: float  # metres per frame
 
 
-def _drive_scene(spec: SyntheticKittiSpec, drive: int) -> _Scene:
+def _drive_street(spec: SyntheticKittiSpec, drive: int) -> _Street:
     rng = np.random.default_rng([spec.seed, drive])
     count = 4
     x_min = rng.uniform(-6.0, 4.0, count)
@@ -69,73 +96,77 @@ def _drive_scene(spec: SyntheticKittiSpec, drive: int) -> _Scene:
         [x_min, x_min + rng.uniform(1.5, 3.0, count), rng.uniform(1.2, 3.0, count),
          rng.uniform(8.0, 60.0, count), rng.integers(0, 4, count)], axis=1
     )
-    return _Scene(rng.uniform(5.0, 9.0), rng.uniform(5.0, 9.0), rng.uniform(6.0, 15.0), boxes,
-                  rng.uniform(0.5, 1.5))
+    return _Street(rng.uniform(5.0, 9.0), rng.uniform(5.0, 9.0), rng.uniform(6.0, 15.0), boxes,
+                   rng.uniform(0.5, 1.5))
 
 
-_BOX_COLOURS = np.array([[200, 40, 40], [40, 160, 60], [230, 200, 50], [60, 80, 200]], dtype=np.float64)
+def _frame_scene(street: _Street, camera_z: float) -> Scene:
+    """The street as `dpt_ros.sim` primitives; boxes the camera at depth camera_z has (nearly) reached are gone."""
+    road_top, far = CAMERA_HEIGHT, FAR_LIMIT + camera_z
+    primitives = [
+        Box.from_corners((-street.left_wall - _SLAB, road_top, camera_z), (street.right_wall + _SLAB,
+                         road_top + _SLAB, far), _ROAD),
+        Box.from_corners((-street.left_wall - _SLAB, road_top - street.wall_height, camera_z),
+                         (-street.left_wall, road_top, far), _WALL),
+        Box.from_corners((street.right_wall, road_top - street.wall_height, camera_z),
+                         (street.right_wall + _SLAB, road_top, far), _WALL),
+    ]
+    for x_min, x_max, height, z0, colour in street.boxes:
+        if z0 - camera_z > 1.0:
+            surface = Surface(_BOX_COLOURS[int(colour)], checker_size=0.5, lidar_albedo=0.8, detail=0.0)
+            primitives.append(Box.from_corners((x_min, road_top - height, z0), (x_max, road_top, z0 + _BOARD), surface))
+    return Scene(tuple(primitives), sky_color=tuple(SKY_RGB / 255.0), ambient=1.0, fog_distance=FOG_DISTANCE)
+
+
+def _camera_pose(street: _Street, frame: int) -> np.ndarray:
+    """T_world_optical of camera 2 at `frame`: driving along +z (textures stay put in the world frame)."""
+    return make_transform(np.eye(3), (0.0, 0.0, street.speed * frame))
 
 
 def render_frame(spec: SyntheticKittiSpec, drive: int, frame: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ray-cast one frame of a drive.
+    """Ray-cast one frame of a drive (`dpt_ros.sim.scene.render_camera`).
 
     Returns rgb (H, W, 3) uint8 and depth (H, W) float64 metres along the optical axis of camera 2,
     0 where the ray sees sky. Deterministic in (spec, drive, frame).
     """
-    scene = _drive_scene(spec, drive)
-    rows, cols = np.mgrid[0 : spec.height, 0 : spec.width].astype(np.float64)
-    x_ray = (cols - (spec.width - 1) / 2.0) / spec.focal
-    y_ray = (rows - (spec.height - 1) / 2.0) / spec.focal
-    depth = np.full((spec.height, spec.width), np.inf)
-    surface = np.zeros((spec.height, spec.width), dtype=np.int64)  # 0 sky, 1 road, 2 wall, 3+ box colour
-    with np.errstate(divide="ignore", invalid="ignore"):
-        road = np.where(y_ray > 0, CAMERA_HEIGHT / y_ray, np.inf)
-        _closer(depth, surface, road, road < FAR_LIMIT, 1)
-        for wall_x, side in ((-scene.left_wall, x_ray < 0), (scene.right_wall, x_ray > 0)):
-            wall = np.where(side, wall_x / x_ray, np.inf)
-            height_ok = y_ray * wall >= CAMERA_HEIGHT - scene.wall_height
-            _closer(depth, surface, wall, side & height_ok & (wall < FAR_LIMIT), 2)
-        for x_min, x_max, height, z0, colour in scene.boxes:
-            z = z0 - scene.speed * frame
-            if z <= 1.0:
-                continue
-            inside = (x_ray * z >= x_min) & (x_ray * z <= x_max) & (y_ray * z >= CAMERA_HEIGHT - height)
-            _closer(depth, surface, np.full_like(depth, z), inside & (y_ray * z <= CAMERA_HEIGHT), 3 + int(colour))
-    depth[~np.isfinite(depth)] = 0.0
-    # world coordinate along the road, so textures stay put while the car drives
-    along = depth + scene.speed * frame
-    albedo = np.zeros((spec.height, spec.width, 3))
-    stripes = (np.floor(along / 2.0) % 2)[..., None]
-    albedo[surface == 1] = (np.array([90.0, 90.0, 95.0]) + 40.0 * stripes)[surface == 1]
-    bricks = (np.floor(along / 1.5) % 2)[..., None]
-    albedo[surface == 2] = (np.array([150.0, 110.0, 80.0]) + 50.0 * bricks)[surface == 2]
-    panel = (np.floor(x_ray * depth / 0.5) % 2)[..., None]
-    for colour in range(len(_BOX_COLOURS)):
-        box = surface == 3 + colour
-        albedo[box] = (_BOX_COLOURS[colour] * (0.8 + 0.2 * panel))[box]
-    visibility = np.where(surface > 0, np.exp(-depth / FOG_DISTANCE), 0.0)[..., None]
-    rgb = albedo * visibility + SKY_RGB * (1.0 - visibility)
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8), depth
+    street = _drive_street(spec, drive)
+    pose = _camera_pose(street, frame)
+    render = render_camera(_frame_scene(street, pose[2, 3]), spec.camera, pose)
+    return render.rgb, np.nan_to_num(render.depth.astype(np.float64), nan=0.0)
 
 
-def _closer(depth: np.ndarray, surface: np.ndarray, candidate: np.ndarray, valid: np.ndarray, label: int) -> None:
-    """z-buffer update in place: take candidate where valid, positive and nearer than the current depth."""
-    take = valid & (candidate > 0) & (candidate < depth)
-    depth[take] = candidate[take]
-    surface[take] = label
+def _lidar_config(spec: SyntheticKittiSpec) -> LidarConfig:
+    """A spinning LiDAR whose `lidar_rows` beams span the lower 60 % of the image and whose azimuth steps put
+    `lidar_points_per_row` returns across its width."""
+    camera = spec.camera
+    top, bottom = (np.array([0.4 * spec.height, spec.height - 1.0]) - camera.cy) / camera.fy  # y/z, y down
+    horizontal_fov = 2.0 * np.arctan2(spec.width / 2.0, camera.fx)
+    return LidarConfig(
+        n_beams=spec.lidar_rows, elevation_min_deg=float(-np.rad2deg(np.arctan(bottom))),
+        elevation_max_deg=float(-np.rad2deg(np.arctan(top))),
+        azimuth_steps=max(1, round(spec.lidar_points_per_row * 2.0 * np.pi / horizontal_fov)),
+        max_range=100.0,
+    )  # fmt: skip
 
 
 def lidar_mask(spec: SyntheticKittiSpec, drive: int, frame: int, depth: np.ndarray) -> np.ndarray:
-    """Sparse LiDAR-like sampling: `lidar_rows` scan lines over the lower 60 % of the image, random columns.
+    """Where ground truth exists: the pixels a simulated spinning LiDAR at the camera returns from
+    (`dpt_ros.sim.scene.simulate_lidar`, with its dropouts; its azimuth phase differs per frame).
 
-    Returns (H, W) bool where ground truth exists (only where the ray hits a surface; no 80 m cap: that is
-    an evaluation choice, the PNG keeps what the sensor saw).
+    Returns (H, W) bool, only where the camera ray hits a surface (no 80 m cap: that is an evaluation choice,
+    the PNG keeps what the sensor saw).
     """
     rng = np.random.default_rng([spec.seed, drive, frame, 1])
+    street = _drive_street(spec, drive)
+    camera_pose = _camera_pose(street, frame)
+    # LiDAR axes (x forward, y left, z up) at the camera centre, turned by a random fraction of an azimuth step
+    config = _lidar_config(spec)
+    phase = rotation_rpy(0.0, 0.0, rng.uniform(0.0, 2.0 * np.pi / config.azimuth_steps))
+    T_optical_lidar = make_transform(OPTICAL_FROM_LIDAR_ROTATION @ phase, (0.0, 0.0, 0.0))
+    scan = simulate_lidar(_frame_scene(street, camera_pose[2, 3]), config, camera_pose @ T_optical_lidar, rng)
+    hits = project_points(scan.points, T_optical_lidar, spec.camera.K, (spec.width, spec.height), min_range=0.0)
     mask = np.zeros(depth.shape, dtype=bool)
-    rows = np.unique(np.linspace(int(0.4 * spec.height), spec.height - 1, spec.lidar_rows).astype(int))
-    columns = rng.integers(0, spec.width, size=(rows.size, spec.lidar_points_per_row))
-    mask[np.repeat(rows, columns.shape[1]), columns.ravel()] = True
+    mask[hits.row, hits.col] = True
     return mask & (depth > 0)
 
 
