@@ -10,7 +10,8 @@ from dpt_ros.geometry.rings import (
     rings_from_elevation,
     rings_from_scan_order,
 )
-from dpt_ros.sim.scene import LidarConfig, Plane, Scene, Surface, make_transform, simulate_lidar
+from dpt_ros.geometry.transforms import make_transform
+from dpt_ros.sim.scene import LidarConfig, Plane, Scene, Surface, simulate_lidar
 
 
 def _scan(n_beams: int = 16, seed: int = 0):
