@@ -6,7 +6,8 @@ weights depends on the optimiser, so each bound below is derived from the optimi
 - SGD (momentum mu): the update is linear in the gradient, so rounding differences stay rounding-sized.
 - Adam/AdamW: the update is lr * m_hat / sqrt(v_hat), invariant to the gradient's scale. An element whose
   gradient is at rounding level gets a full +-lr step whose sign is decided by rounding, so per-element
-  weights can only be bounded by the optimiser's largest possible travel; the loss curve stays tight.
+  weights can only be bounded by the optimiser's largest possible travel; the first loss is compared to
+  rounding, the later ones within the first-order effect of the measured weight divergence.
 """
 
 import math
@@ -92,16 +93,26 @@ def _adam_step_bound(step: int, beta1: float, beta2: float) -> float:
 
 def test_two_process_adamw_run_follows_the_single_process_loss_curve(dataset, tmp_path):
     single, single_log, ddp_log, ddp_weights = _single_and_ddp(dataset, tmp_path, "adamw")
-    for step in single_log:
-        # The losses average every pixel of the batch, so the few elements that took a rounding-decided
-        # +-lr step (below) shift them far less than this; a wrong gradient average or batch split does not.
-        assert ddp_log[step]["loss"] == pytest.approx(single_log[step]["loss"], rel=1e-4), step
     # Per element, Adam(W) can only be bounded by its largest travel: each run moves an element by at most
     # sum_t lr_t * bound_t (weight decay shrinks both runs alike), so two runs differ by at most twice that.
     beta1, beta2 = single.optimizer.param_groups[0]["betas"]
+    squared_distance = 0.0
     for name, tensor in single.model.state_dict().items():
         group = "backbone" if name.startswith("pretrained.") else "decoder"
         rates = _learning_rates(single_log, group)
         travel = sum(lr * _adam_step_bound(t, beta1, beta2) for t, lr in enumerate(rates, start=1))
         torch.testing.assert_close(ddp_weights[name], tensor, rtol=2 * STEPS * FLOAT32_EPS, atol=2 * travel,
                                    msg=name)
+        if tensor.is_floating_point():
+            squared_distance += float(((ddp_weights[name] - tensor).double() ** 2).sum())
+    # Step 1's loss is computed on identical weights: only the loss reduction's own rounding may differ, so a
+    # wrong batch split or sample order fails here. Later losses are computed on weights that the
+    # rounding-decided +-lr steps above have moved apart; to first order the loss then differs by at most
+    # |grad L| * |w_ddp - w_single| (the divergence only grows over the run, so the final distance bounds
+    # the earlier ones), plus the same reduction rounding.
+    distance = math.sqrt(squared_distance)
+    for step in single_log:
+        loss = single_log[step]["loss"]
+        rounding = 10 * GRADIENT_ROUNDING * abs(loss)
+        divergence = 0.0 if step == 1 else single_log[step]["grad_norm"] * distance
+        assert abs(ddp_log[step]["loss"] - loss) <= rounding + divergence, (step, distance)
