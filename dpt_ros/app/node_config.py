@@ -22,6 +22,7 @@ from dpt_ros.alignment.temporal_filter import TemporalFilterConfig
 from dpt_ros.geometry.extrinsics import transform_from_parameter
 from dpt_ros.model.presets import METRIC_DEPTH, RELATIVE_INVERSE_DEPTH
 from dpt_ros.pipeline.depth import OutputOptions
+from dpt_ros.prompt.sources import PromptSettings
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 INPUT_SIZE_MULTIPLE = 32
@@ -210,6 +211,47 @@ class DepthNodeConfig:
         "at the image's resolution",
     )
 
+    # Depth prompts for prompt presets (docs/prompt_depth.md)
+    prompt_source: str = _param(
+        "lidar",
+        "prompt presets (prompt_depth_anything_*) only: where the metric depth prompt comes from. lidar: the scan on "
+        "'lidar/points' (lidar_to_camera, lidar_max_dt, lidar_min_range, lidar_max_range apply) projected onto the "
+        "prompt grid and densified; depth_image: a depth camera's Image on 'prompt_depth' (16UC1 mm or 32FC1 m) with "
+        "its CameraInfo on 'prompt_depth/camera_info', reprojected into the colour camera",
+        choices=("lidar", "depth_image"),
+    )
+    prompt_to_camera: tuple[float, ...] = _param(
+        (0.0,) * 7,
+        "transform from the depth camera's optical frame to the colour camera's: [x, y, z, qx, qy, qz, qw] or 16 "
+        "values of a 4x4 row-major matrix; all zeros = identity when both images carry the same frame_id, else TF "
+        "(needs tf2_ros) at each image stamp",
+        lengths=(7, 16),
+    )
+    prompt_max_dt: float = _param(
+        0.1, "seconds; an image is paired with the prompt depth image nearest in time within this", low=0.0, high=1.0
+    )
+    prompt_densify: str = _param(
+        "morphological",
+        "how empty prompt-grid cells are filled: morphological (nearest surface grows 2 cells, then nearest fill) or "
+        "nearest (nearest valid cell)",
+        choices=("morphological", "nearest"),
+    )
+    prompt_long_side: int = _param(
+        256, "cells on the longer side of the prompt grid (the released models saw 192 x 256 prompts)",
+        low=16, high=2048,
+    )
+    prompt_min_cells: int = _param(
+        64, "fewer valid prompt-grid cells than this -> no metres for that frame (relative depth only)",
+        low=1, high=1000000,
+    )
+    prompt_min_fraction: float = _param(
+        0.01, "fraction of the prompt grid that must hold valid depth, else relative depth only", low=0.0, high=1.0
+    )
+    prompt_min_span: float = _param(
+        0.05, "metres; a prompt whose depths span less than this cannot be normalised -> relative depth only",
+        low=0.001, high=1000.0,
+    )
+
     def __post_init__(self) -> None:
         for spec in parameter_specs(type(self)):
             _check_spec(spec, getattr(self, spec.name))
@@ -244,6 +286,7 @@ class DepthNodeConfig:
         if self.lidar_min_range > self.lidar_max_range:
             raise ValueError(f"lidar_min_range {self.lidar_min_range} exceeds lidar_max_range {self.lidar_max_range}")
         self.lidar_extrinsic()  # raises for a malformed lidar_to_camera
+        self.prompt_extrinsic()  # raises for a malformed prompt_to_camera
         if self.architecture_overrides:
             self.parsed_architecture_overrides()
             if not self.allow_random_weights:
@@ -284,6 +327,27 @@ class DepthNodeConfig:
             return transform_from_parameter(self.lidar_to_camera)
         except ValueError as error:
             raise ValueError(f"lidar_to_camera: {error}") from None
+
+    def prompt_extrinsic(self) -> np.ndarray | None:
+        """T_color_depth (4x4) from prompt_to_camera, or None when it is all zeros (same frame or TF)."""
+        if not any(self.prompt_to_camera):
+            return None
+        try:
+            return transform_from_parameter(self.prompt_to_camera)
+        except ValueError as error:
+            raise ValueError(f"prompt_to_camera: {error}") from None
+
+    def prompt_settings(self) -> PromptSettings:
+        """How prompts are built and refused, from the prompt_* (and, for LiDAR prompts, lidar_*_range) parameters."""
+        return PromptSettings(
+            long_side=self.prompt_long_side,
+            method=self.prompt_densify,
+            min_valid_cells=self.prompt_min_cells,
+            min_valid_fraction=self.prompt_min_fraction,
+            min_span_m=self.prompt_min_span,
+            min_range=self.lidar_min_range,
+            max_range=self.lidar_max_range,
+        )
 
     def lidar_settings(self) -> LidarAlignmentSettings:
         """The LiDAR aligner's settings from the lidar_* parameters."""
