@@ -25,6 +25,10 @@ from dpt_ros.ros.conversions import stamp_ns
 
 SCAN_BUFFER_CAPACITY = 10  # ~1 s of a 10 Hz LiDAR; pairing within lidar_max_dt never needs more
 PARAMETER, TF, SAME_FRAME = "parameter", "tf", "same_frame"
+NO_EXTRINSIC = (
+    "lidar_alignment needs the LiDAR -> camera transform: set lidar_to_camera (7 or 16 values) "
+    "or install tf2_ros (system ROS) and publish the transform on TF"
+)
 
 
 def tf_available() -> bool:
@@ -35,13 +39,15 @@ def tf_available() -> bool:
 class SensorTransform:
     """Where a sensor -> camera optical transform comes from: a static parameter or TF at the image stamp.
 
-    T_static: the 4x4 transform, or None to look it up in TF (tf2_ros); `what` names it in errors.
+    T_static: the 4x4 transform, or None to look it up in TF (tf2_ros).
     `same_frame_is_identity`: with no static transform, a sensor sharing the image's frame_id needs no
-    lookup (a registered depth image). Raises ValueError when TF is needed but tf2_ros is not importable.
+    lookup (a registered depth image). Raises ValueError(no_extrinsic) when TF is needed but tf2_ros is
+    not importable.
     """
 
     def __init__(
-        self, node: Node, T_static: np.ndarray | None, tf_timeout: float, what: str, same_frame_is_identity: bool = False
+        self, node: Node, T_static: np.ndarray | None, tf_timeout: float, no_extrinsic: str,
+        same_frame_is_identity: bool = False,
     ) -> None:
         self._static_transform = T_static
         self._same_frame_is_identity = same_frame_is_identity
@@ -57,7 +63,12 @@ class SensorTransform:
         elif same_frame_is_identity:
             self.source = SAME_FRAME  # shared frame_ids only; another frame gets a reason, not a transform
         else:
-            raise ValueError(f"{what} or install tf2_ros (system ROS) and publish the transform on TF")
+            raise ValueError(no_extrinsic)
+
+    def close(self) -> None:
+        """Stop listening to TF (when it was used)."""
+        if self.source == TF:
+            self._tf_listener.unregister()
 
     def lookup(self, image_header: Any, sensor_frame: str) -> tuple[np.ndarray | None, str]:
         """The 4x4 sensor -> image optical transform at the image stamp, or (None, why not)."""
@@ -99,14 +110,17 @@ class LidarInput:
     ) -> None:
         self.max_dt = max_dt
         self._scans: NearestStampBuffer[PointCloud2] = NearestStampBuffer(SCAN_BUFFER_CAPACITY)
-        self._extrinsic = SensorTransform(
-            node, T_cam_lidar, tf_timeout,
-            "LiDAR input (lidar_alignment, LiDAR prompts) needs the LiDAR -> camera transform: set lidar_to_camera "
-            "(7 or 16 values)",
-        )
+        self._extrinsic = SensorTransform(node, T_cam_lidar, tf_timeout, NO_EXTRINSIC)
         self.extrinsic_source = self._extrinsic.source
+        self._node = node
         self._subscription = node.create_subscription(PointCloud2, topic, self._on_cloud, qos)
         self.topic = self._subscription.topic_name
+
+    def close(self) -> None:
+        """Unsubscribe (and stop listening to TF); buffered scans are dropped."""
+        self._node.destroy_subscription(self._subscription)
+        self._extrinsic.close()
+        self._scans = NearestStampBuffer(SCAN_BUFFER_CAPACITY)
 
     def _on_cloud(self, msg: PointCloud2) -> None:
         self._scans.add(stamp_ns(msg.header.stamp) * 1e-9, msg)

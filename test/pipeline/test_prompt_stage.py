@@ -40,7 +40,7 @@ def test_usable_prompt_gives_metres_and_a_cloud():
     assert backend.prompts == [[PROMPT]]
     assert outputs.depth.kind == METRIC_DEPTH and outputs.cloud is not None
     assert np.isnan(outputs.depth.values[0, 0]) and outputs.depth.values[1, 1] == 3.5
-    assert stage.last is frame.prompt
+    assert outputs.prompt is frame.prompt
 
 
 def test_refused_prompt_runs_without_one_and_stays_relative():
@@ -53,4 +53,4 @@ def test_refused_prompt_runs_without_one_and_stays_relative():
     relative, metric = outputs
     assert relative.depth.kind == RELATIVE_DEPTH and not relative.depth.is_metric and relative.cloud is None
     assert relative.depth.values[1, 1] == 0.25 and relative.colored.shape == (2, 4, 3)
-    assert metric.depth.kind == METRIC_DEPTH
+    assert metric.depth.kind == METRIC_DEPTH and relative.prompt.reason == NO_PROMPT
