@@ -35,18 +35,27 @@ from dpt_ros.bags.transforms import TransformLookupError, TransformTree
 from dpt_ros.errors import InputError
 from dpt_ros.geometry.camera import PinholeIntrinsics, intrinsics_from_matrices, require_resolution
 from dpt_ros.geometry.cloud_fields import POINT_FIELD_DTYPES, xyz_from_cloud_buffer
-from dpt_ros.pipeline.image_codec import decode_compressed_image, decode_raw_image
+from dpt_ros.pipeline.image_codec import DEPTH_ENCODINGS, decode_compressed_image, decode_depth_image, decode_raw_image
 from dpt_ros.pipeline.scan_buffer import NearestStampBuffer
 
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 _IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
+# images waiting for their scan / ground truth; beyond this, a missing ground truth no longer holds them back
+_PENDING_LIMIT = 64
+# single-channel encodings of depth (REP 118) and other non-camera images: never auto-detected as the camera
+NON_CAMERA_ENCODINGS = frozenset({"32FC1", "16UC1", "16SC1", "64FC1"})
+# ground truth is paired with the image of the same header stamp (up to this, seconds: clock rounding)
+GROUND_TRUTH_STAMP_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
 class TopicSelection:
+    """The topics read (for a KITTI drive: the folders); ground_truth None when there is none."""
+
     image: str
     camera_info: str
     lidar: str
+    ground_truth: str | None = None
 
 
 def _namespace(topic: str) -> str:
@@ -64,7 +73,7 @@ def _pick(kind: str, option: str, topics: list[TopicInfo], types: tuple[str, ...
         if match[0].msgtype not in types:
             raise BagError(f"{requested} is {match[0].msgtype}, not {' or '.join(types)}. {listing}")
         return requested
-    candidates = [t for t in topics if t.msgtype in types and t.count > 0]
+    candidates = [t for t in topics if t.msgtype in types and t.count > 0 and t.encoding not in NON_CAMERA_ENCODINGS]
     if near is not None and len(candidates) > 1:
         beside = [t for t in candidates if _namespace(t.name) == _namespace(near)]
         candidates = beside if len(beside) == 1 else candidates
@@ -77,14 +86,21 @@ def _pick(kind: str, option: str, topics: list[TopicInfo], types: tuple[str, ...
 
 
 def select_topics(topics: list[TopicInfo], image: str | None = None, camera_info: str | None = None,
-                  lidar: str | None = None) -> TopicSelection:
-    """Topics to evaluate: given ones are checked, others auto-detected by type when unambiguous."""
+                  lidar: str | None = None, ground_truth: str | None = None) -> TopicSelection:
+    """Topics to evaluate: given ones are checked, others auto-detected by type when unambiguous (depth
+    images are never the camera). ground_truth: a 32FC1 (metres) or 16UC1 (millimetres) Image topic, or None."""
     if not any(t.count for t in topics):
         raise BagError(f"the bag holds no messages. The bag has:\n{describe_topics(topics)}")
     image_topic = _pick("image", "--image-topic", topics, _IMAGE_TYPES, image, None, topics)
     info_topic = _pick("camera_info", "--camera-info-topic", topics, (CAMERA_INFO,), camera_info, image_topic, topics)
     lidar_topic = _pick("LiDAR", "--lidar-topic", topics, (POINT_CLOUD,), lidar, None, topics)
-    return TopicSelection(image_topic, info_topic, lidar_topic)
+    if ground_truth is not None:
+        _pick("ground-truth depth", "--gt-topic", topics, (IMAGE,), ground_truth, None, topics)
+        encoding = next(t.encoding for t in topics if t.name == ground_truth)
+        if encoding not in DEPTH_ENCODINGS:
+            raise BagError(f"ground-truth topic {ground_truth} has encoding {encoding!r}; it must be a depth image "
+                           f"({' or '.join(sorted(DEPTH_ENCODINGS))}). The bag has:\n{describe_topics(topics)}")
+    return TopicSelection(image_topic, info_topic, lidar_topic, ground_truth)
 
 
 def read_transform_tree(reader: Any) -> TransformTree:
@@ -106,6 +122,7 @@ class PairedFrame:
     camera_info: Any
     cloud: Any
     lidar_offset_ns: int  # cloud stamp − image stamp
+    ground_truth: Any = None  # the ground-truth depth Image of the same stamp, when a topic for it was chosen
 
 
 @dataclass(frozen=True)
@@ -117,11 +134,14 @@ class SkippedFrame:
 
 def paired_frames(reader: Any, selection: TopicSelection, max_lidar_dt: float = 0.1,
                   ) -> Iterator[PairedFrame | SkippedFrame]:
-    """Images of the bag in order, each paired with its camera_info and nearest LiDAR scan, or skipped."""
+    """Images of the bag in order, each paired with its camera_info, nearest LiDAR scan and (with a
+    ground-truth topic) the ground-truth image of the same stamp, or skipped."""
     max_dt_ns = round(max_lidar_dt * 1e9)
     latest_info: Any = None
     scans: NearestStampBuffer[tuple[int, Any]] = NearestStampBuffer(capacity=64)  # the node's pairing buffer
+    ground_truths: NearestStampBuffer[Any] = NearestStampBuffer(capacity=_PENDING_LIMIT)
     newest_scan_ns: int | None = None
+    newest_truth_ns: int | None = None
     pending: deque[tuple[int, int, Any, Any]] = deque()  # (index, stamp, image, camera_info)
     n_images = 0
 
@@ -136,9 +156,16 @@ def paired_frames(reader: Any, selection: TopicSelection, max_lidar_dt: float = 
         if nearest is None:
             return SkippedFrame(index, stamp, f"no LiDAR scan within max_lidar_dt ({max_lidar_dt:g} s)")
         scan_stamp, cloud = nearest[1]
-        return PairedFrame(index, stamp, image, info, cloud, scan_stamp - stamp)
+        truth = ground_truths.nearest(stamp / 1e9, GROUND_TRUTH_STAMP_TOLERANCE)
+        return PairedFrame(index, stamp, image, info, cloud, scan_stamp - stamp, truth[1] if truth else None)
 
-    topics = [selection.image, selection.camera_info, selection.lidar]
+    def truth_settled(stamp: int) -> bool:
+        """Its ground truth has come (or cannot come any more: a later one arrived, or too many wait)."""
+        return (selection.ground_truth is None or len(pending) > _PENDING_LIMIT
+                or (newest_truth_ns is not None and newest_truth_ns >= stamp))
+
+    topics = [selection.image, selection.camera_info, selection.lidar] + (
+        [selection.ground_truth] if selection.ground_truth else [])
     for topic, _, message in iterate_messages(reader, topics):
         if topic == selection.camera_info:
             latest_info = message
@@ -147,11 +174,15 @@ def paired_frames(reader: Any, selection: TopicSelection, max_lidar_dt: float = 
         if topic == selection.image:
             pending.append((n_images, stamp, message, latest_info))
             n_images += 1
+        elif topic == selection.ground_truth:
+            ground_truths.add(stamp / 1e9, message)
+            newest_truth_ns = stamp if newest_truth_ns is None else max(newest_truth_ns, stamp)
         else:
             scans.add(stamp / 1e9, (stamp, message))
             newest_scan_ns = stamp if newest_scan_ns is None else max(newest_scan_ns, stamp)
         # an image is settled once a scan at least max_dt newer has arrived: later scans can only be farther
-        while pending and newest_scan_ns is not None and newest_scan_ns >= pending[0][1] + max_dt_ns:
+        while (pending and newest_scan_ns is not None and newest_scan_ns >= pending[0][1] + max_dt_ns
+               and truth_settled(pending[0][1])):
             yield resolve(pending.popleft())
     while pending:
         yield resolve(pending.popleft())
@@ -159,6 +190,8 @@ def paired_frames(reader: Any, selection: TopicSelection, max_lidar_dt: float = 
 
 @dataclass
 class FrameInputs:
+    """One frame's arrays, from a bag or a KITTI drive."""
+
     rgb: np.ndarray
     intrinsics: PinholeIntrinsics
     lens: LensModel
@@ -166,6 +199,9 @@ class FrameInputs:
     ring: np.ndarray | None
     T_cam_lidar: np.ndarray
     extrinsic_source: str  # "tf" (the bag's) or "parameter" (--extrinsic), as the node reports it
+    frame_id: str = ""  # the camera's frame, for outputs
+    ground_truth: np.ndarray | None = None  # (H, W) float32 metres, NaN where invalid; None without
+    n_beams: int | None = None  # the LiDAR's beam count when the source knows it (KITTI: 64)
 
 
 def message_field(message: Any, *names: str) -> Any:
@@ -215,7 +251,16 @@ def decode_frame(pair: PairedFrame, tree: TransformTree, config: DepthNodeConfig
     if extrinsic is None:
         extrinsic, source = tree.lookup(image.header.frame_id, cloud.header.frame_id, pair.stamp_ns), "tf"
     lens = lens_from_camera_info(info, config.intrinsics_source)
-    return FrameInputs(rgb, intrinsics, lens, xyz, cloud_column(cloud, "ring"), extrinsic, source)
+    truth = None
+    if pair.ground_truth is not None:
+        message = pair.ground_truth
+        truth = decode_depth_image(np.asarray(message.data, dtype=np.uint8), message.width, message.height,
+                                   message.encoding, message.step, bool(message.is_bigendian))
+        if truth.shape != rgb.shape[:2]:
+            raise ValueError(f"ground-truth depth is {truth.shape[1]}x{truth.shape[0]}, the image "
+                             f"{rgb.shape[1]}x{rgb.shape[0]}")
+    return FrameInputs(rgb, intrinsics, lens, xyz, cloud_column(cloud, "ring"), extrinsic, source,
+                       image.header.frame_id, truth)
 
 
 @dataclass(frozen=True)

@@ -249,19 +249,30 @@ class BagWriter:
 
 @dataclass(frozen=True)
 class TopicInfo:
+    """encoding: the first message's ``encoding`` for sensor_msgs/Image topics (rgb8, 32FC1, ...), else ""."""
+
     name: str
     msgtype: str
     count: int
+    encoding: str = ""
+
+
+def _first_encoding(reader: Any, topic: str) -> str:
+    for _, _, message in iterate_messages(reader, [topic]):
+        return str(message.encoding)
+    return ""
 
 
 def bag_topics(reader: Any) -> list[TopicInfo]:
-    """Topics of an open AnyReader, sorted by name."""
-    return sorted((TopicInfo(name, info.msgtype or "?", info.msgcount) for name, info in reader.topics.items()),
-                  key=lambda topic: topic.name)
+    """Topics of an open reader, sorted by name (Image topics with their encoding: one message read each)."""
+    return sorted((TopicInfo(name, info.msgtype or "?", info.msgcount,
+                             _first_encoding(reader, name) if info.msgtype == IMAGE and info.msgcount else "")
+                   for name, info in reader.topics.items()), key=lambda topic: topic.name)
 
 
 def describe_topics(topics: list[TopicInfo]) -> str:
-    return "\n".join(f"  {t.name}  [{t.msgtype}]  {t.count} messages" for t in topics) or "  (no topics)"
+    return "\n".join(f"  {t.name}  [{t.msgtype}{', ' + t.encoding if t.encoding else ''}]  {t.count} messages"
+                     for t in topics) or "  (no topics)"
 
 
 def open_bag(path: Path | str) -> Any:

@@ -26,7 +26,8 @@ MIN_POINTS_FOR_METRICS = 5
 class HoldoutConfig:
     """Which LiDAR points are held out of the alignment and scored.
 
-    fraction: random fraction of points held out per scan (seeded by ``seed`` and the frame index).
+    fraction: random fraction of points held out per scan (seeded by ``seed`` and the frame index); with
+        fraction 0 and every_kth_beam 0 nothing is held out (scoring against dense ground truth only).
     every_kth_beam: additionally hold out every k-th beam (ring index % k == 0); 0 turns it off. Whole
         beams held out test interpolation *between* scan lines, which a random split does not.
     """
@@ -40,8 +41,6 @@ class HoldoutConfig:
             raise ValueError(f"held-out fraction must be in [0, 1), got {self.fraction}")
         if self.every_kth_beam < 0 or self.every_kth_beam == 1:
             raise ValueError(f"every_kth_beam must be 0 (off) or >= 2, got {self.every_kth_beam}")
-        if self.fraction == 0.0 and self.every_kth_beam == 0:
-            raise ValueError("nothing would be held out: set a fraction > 0 or every_kth_beam >= 2")
 
 
 def holdout_mask(n_points: int, config: HoldoutConfig, frame_index: int, ring: np.ndarray | None = None) -> np.ndarray:
@@ -82,23 +81,6 @@ def drop_shared_pixels(held_out: PixelSamples, fitting: PixelSamples, width: int
     fitting_pixels = fitting.row.astype(np.int64) * width + fitting.col
     held_pixels = held_out.row.astype(np.int64) * width + held_out.col
     return held_out.select(~np.isin(held_pixels, fitting_pixels))
-
-
-def nearest_fitting_depth(fitting: PixelSamples, query: PixelSamples, chunk: int = 2048) -> np.ndarray:
-    """LiDAR-only baseline: (Q,) depth of the fitting sample nearest in the image to each query pixel.
-
-    Brute force in chunks (Q × M distances): a few thousand points per frame make this a few ms.
-    """
-    if len(fitting) == 0:
-        return np.full(len(query), np.nan)
-    fit_rc = np.stack([fitting.row, fitting.col], axis=1).astype(np.float32)
-    query_rc = np.stack([query.row, query.col], axis=1).astype(np.float32)
-    nearest = np.empty(len(query), dtype=np.int64)
-    for start in range(0, len(query), chunk):
-        block = query_rc[start : start + chunk]
-        distances = ((block[:, None, :] - fit_rc[None, :, :]) ** 2).sum(axis=2)
-        nearest[start : start + chunk] = distances.argmin(axis=1)
-    return np.asarray(fitting.depth, dtype=np.float64)[nearest]
 
 
 def median_scale(pred_depth_at_fit: np.ndarray, lidar_depth_at_fit: np.ndarray) -> float:

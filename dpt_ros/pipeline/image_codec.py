@@ -102,7 +102,7 @@ def depth_to_16uc1_mm(depth_m: np.ndarray) -> np.ndarray:
     return np.where(valid, millimetres, 0).astype("<u2")
 
 
-# encoding -> (pixel dtype, units per metre) of the REP 118 depth images a prompt or ground truth may come in.
+# REP 118 depth image encodings (prompt depth, ground truth) -> (pixel dtype, units per metre).
 DEPTH_ENCODINGS: Final[dict[str, tuple[str, float]]] = {"16UC1": ("u2", 1000.0), "32FC1": ("f4", 1.0)}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 from collections import Counter
@@ -28,13 +29,6 @@ from dpt_ros.eval.holdout import (
     score_by_range,
 )
 
-# method key -> what it is, for tables and legends; the first is what the node publishes
-METHODS: dict[str, str] = {
-    "node": "DPT + robust alignment + temporal filter (the node)",
-    "least_squares": "DPT + plain least squares",
-    "median_scaling": "DPT + median scaling",
-    "lidar_only": "LiDAR only (nearest held-in point)",
-}
 HEADLINE_METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1")
 
 
@@ -59,6 +53,9 @@ class FrameRecord:
     scores: dict[str, PointScores] = field(default_factory=dict)
     held_out: PixelSamples | None = None  # the scored pixels and their LiDAR depth (metres)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (M,) metres (NaN = none)
+    n_ground_truth: int = 0  # ground-truth pixels in range and crop (0: no ground truth for this frame)
+    gt_scores: dict[str, PointScores] = field(default_factory=dict)  # method -> scores on the ground truth
+    gt_by_range: dict[str, dict[str, PointScores]] = field(default_factory=dict)  # method -> bin -> scores
     flicker: float | None = None  # vs. the previous scored frame when the view stood still
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -98,11 +95,30 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if value is not None and np.isfinite(value) else None
 
 
+def _ground_truth_summary(scored: list[FrameRecord], method: str) -> dict[str, Any]:
+    """Mean over frames of one method's scores on dense ground truth (overall and per range bin)."""
+    per_frame = [r.gt_scores[method] for r in scored if method in r.gt_scores]
+    by_range = [r.gt_by_range[method] for r in scored if method in r.gt_by_range]
+    labels = [bin_label(low, high) for low, high in RANGE_BINS]
+    return {
+        "metrics": mean_metrics([s.metrics for s in per_frame]),
+        "frames_with_metrics": sum(s.metrics is not None for s in per_frame),
+        "pixels_scored": int(sum(s.n_scored for s in per_frame)),
+        "coverage": _finite_or_none(np.mean([s.coverage for s in per_frame])) if per_frame else None,
+        "by_range": {b: {"metrics": mean_metrics([bins[b].metrics for bins in by_range]),
+                         "pixels": int(sum(bins[b].n_scored for bins in by_range))} for b in labels},
+    }
+
+
 def summarise(records: list[FrameRecord], context: dict[str, Any]) -> dict[str, Any]:
-    """The metrics.json content: context (bag, topics, model, split) plus aggregates over ``records``."""
+    """The metrics.json content: context (bag, topics, model, split, method_labels: key -> label in table
+    order) plus aggregates over ``records``: held-out scores and dense ground-truth scores per method."""
     scored = [r for r in records if r.scored]
     methods: dict[str, Any] = {}
-    for method, label in METHODS.items():
+    present = {method for r in scored for method in (*r.scores, *r.gt_scores)}
+    for method, label in context["method_labels"].items():
+        if scored and method not in present:
+            continue  # does not apply to this model (e.g. "as published" for a relative model)
         per_frame = [r.scores[method] for r in scored if method in r.scores]
         gt = np.concatenate([r.held_out.depth for r in scored if method in r.predictions] or [np.zeros(0)])
         pred = np.concatenate([r.predictions[method] for r in scored if method in r.predictions] or [np.zeros(0)])
@@ -116,6 +132,7 @@ def summarise(records: list[FrameRecord], context: dict[str, Any]) -> dict[str, 
                 label_: {"metrics": scores.metrics, "points": scores.n_scored}
                 for label_, scores in score_by_range(pred, gt).items()
             },
+            "ground_truth": _ground_truth_summary(scored, method),
         }
     flickers = [r.flicker for r in scored if r.flicker is not None]
     timings: dict[str, list[float]] = {}
@@ -124,6 +141,7 @@ def summarise(records: list[FrameRecord], context: dict[str, Any]) -> dict[str, 
             timings.setdefault(stage, []).append(value)
     return {
         **context,
+        "ground_truth": {**context.get("ground_truth", {}), "frames": sum(r.n_ground_truth > 0 for r in scored)},
         "frames": {
             "total": len(records),
             "scored": len(scored),
@@ -150,10 +168,12 @@ def summarise(records: list[FrameRecord], context: dict[str, Any]) -> dict[str, 
     }
 
 
-def per_frame_csv(records: list[FrameRecord]) -> str:
+def per_frame_csv(records: list[FrameRecord], methods: list[str]) -> str:
     columns = ["index", "stamp_ns", "status", "reason", "n_lidar", "n_fitting", "n_held_out", "lidar_offset_ms",
-               "scale", "shift", "filter_state", "fit_scale", "fit_shift", "fit_inlier_ratio", "fit_reason", "flicker"]
-    columns += [f"{method}_{metric}" for method in METHODS for metric in ("abs_rel", "rmse", "delta1", "coverage")]
+               "scale", "shift", "filter_state", "fit_scale", "fit_shift", "fit_inlier_ratio", "fit_reason", "flicker",
+               "n_ground_truth"]
+    columns += [f"{method}_{metric}" for method in methods for metric in ("abs_rel", "rmse", "delta1", "coverage")]
+    columns += [f"{method}_gt_{metric}" for method in methods for metric in ("abs_rel", "rmse", "delta1")]
     stages = sorted({stage for r in records for stage in r.timings_ms})
     columns += [f"ms_{stage}" for stage in stages]
     buffer = io.StringIO()
@@ -166,13 +186,16 @@ def per_frame_csv(records: list[FrameRecord]) -> str:
             "lidar_offset_ms": r.lidar_offset_ms, "scale": r.scale, "shift": r.shift,
             "filter_state": r.filter_state, "fit_scale": r.fit_scale, "fit_shift": r.fit_shift,
             "fit_inlier_ratio": r.fit_inlier_ratio, "fit_reason": r.fit_reason,
-            "flicker": "" if r.flicker is None else r.flicker,
+            "flicker": "" if r.flicker is None else r.flicker, "n_ground_truth": r.n_ground_truth,
         }
         for method, scores in r.scores.items():
             metrics = scores.metrics or {}
             for metric in ("abs_rel", "rmse", "delta1"):
                 row[f"{method}_{metric}"] = metrics.get(metric, "")
             row[f"{method}_coverage"] = scores.coverage
+        for method, scores in r.gt_scores.items():
+            row.update({f"{method}_gt_{metric}": (scores.metrics or {}).get(metric, "")
+                        for metric in ("abs_rel", "rmse", "delta1")})
         row.update({f"ms_{stage}": value for stage, value in r.timings_ms.items()})
         writer.writerow(row)
     return buffer.getvalue()
@@ -189,40 +212,165 @@ def _save(figure: Any, path: Path) -> None:
     _atomic_write(path, buffer.getvalue())
 
 
+def on_ground_truth(summary: dict[str, Any]) -> bool:
+    """Whether the run's main scores are against dense ground truth (else held-out LiDAR points)."""
+    return summary["ground_truth"]["frames"] > 0
+
+
+def main_metrics(summary: dict[str, Any], method: str) -> dict[str, float] | None:
+    """A method's mean metrics on ground truth when the run has it, else on the held-out points."""
+    data = summary["methods"].get(method)
+    if data is None:
+        return None
+    return data["ground_truth"]["metrics"] if on_ground_truth(summary) else data["metrics"]
+
+
+def _basis(summary: dict[str, Any]) -> str:
+    return "dense ground truth" if on_ground_truth(summary) else "held-out LiDAR points"
+
+
 def plot_error_vs_range(summary: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = [bin_label(low, high) for low, high in RANGE_BINS]
     figure, axis = plt.subplots(figsize=(7, 3.8))
-    width = 0.8 / len(METHODS)
-    for i, (method, data) in enumerate(summary["methods"].items()):
-        values = [(data["by_range"][b]["metrics"] or {}).get("abs_rel", np.nan) for b in labels]
-        axis.bar(np.arange(len(labels)) + (i - (len(METHODS) - 1) / 2) * width, values, width, label=METHODS[method])
+    methods = summary["methods"]
+    width = 0.8 / max(len(methods), 1)
+    for i, data in enumerate(methods.values()):
+        by_range = data["ground_truth"]["by_range"] if on_ground_truth(summary) else data["by_range"]
+        values = [(by_range[b]["metrics"] or {}).get("abs_rel", np.nan) for b in labels]
+        axis.bar(np.arange(len(labels)) + (i - (len(methods) - 1) / 2) * width, values, width, label=data["label"])
     axis.set_xticks(np.arange(len(labels)), labels)
-    axis.set_xlabel("LiDAR depth of the held-out point")
-    axis.set_ylabel("AbsRel (held-out points)")
+    axis.set_xlabel("depth of the scored pixel (" + _basis(summary) + ")")
+    axis.set_ylabel("AbsRel")
     axis.legend(fontsize=7)
     axis.set_title("Error by range")
     _save(figure, path)
     plt.close(figure)
 
 
-def plot_per_frame(records: list[FrameRecord], path: Path) -> None:
+def plot_per_frame(records: list[FrameRecord], labels: dict[str, str], ground_truth: bool, path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     scored = [r for r in records if r.scored]
     figure, axis = plt.subplots(figsize=(7, 3.5))
-    for method in METHODS:
-        values = [(r.scores[method].metrics or {}).get("abs_rel", np.nan) if method in r.scores else np.nan
-                  for r in scored]
-        axis.plot([r.index for r in scored], values, marker="o", markersize=3, label=METHODS[method])
+    for method, label in labels.items():
+        scores = [(r.gt_scores if ground_truth else r.scores).get(method) for r in scored]
+        values = [(s.metrics or {}).get("abs_rel", np.nan) if s is not None else np.nan for s in scores]
+        axis.plot([r.index for r in scored], values, marker="o", markersize=3, label=label)
     axis.set_xlabel("frame")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.set_ylabel("AbsRel (held-out points)")
+    axis.set_ylabel("AbsRel (" + ("dense ground truth" if ground_truth else "held-out points") + ")")
     axis.set_yscale("log")
     axis.legend(fontsize=7)
     axis.set_title("Per-frame error")
+    _save(figure, path)
+    plt.close(figure)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Several configurations of one run: the LiDAR density sweep and the model comparison
+# ----------------------------------------------------------------------------------------------------------------
+
+_TABLE_METRICS = ("abs_rel", "rmse", "delta1")
+
+
+def _alignment_success(summary: dict[str, Any]) -> float | None:
+    scored = summary["frames"]["scored"]
+    return summary["alignment_fits"]["succeeded"] / scored if scored else None
+
+
+def _latency_ms(summary: dict[str, Any]) -> float | None:
+    """Mean per-frame time of the network and the LiDAR alignment (decoding and scoring left out)."""
+    timing = summary["timing_ms"]
+    stages = [timing[stage]["mean"] for stage in ("inference", "depth_stage") if stage in timing]
+    return float(sum(stages)) if stages else None
+
+
+def beam_sweep(variants: list[tuple[Any, dict[str, Any]]], model: str, methods: Any) -> list[dict[str, Any]]:
+    """Accuracy vs LiDAR beams for ``model``: one row per beam count (variant.beams, None = as recorded),
+    each method's main metrics (``main_metrics``) and the alignment's success rate."""
+    rows = []
+    for variant, summary in variants:
+        if variant.model != model:
+            continue
+        rows.append({"beams": variant.beams, "basis": _basis(summary),
+                     "alignment_success_rate": _alignment_success(summary),
+                     "methods": {m.key: {k: (main_metrics(summary, m.key) or {}).get(k) for k in _TABLE_METRICS}
+                                 for m in methods if m.key in summary["methods"]}})
+    return rows
+
+
+def model_comparison(variants: list[tuple[Any, dict[str, Any]]], models: list[Any], methods: Any,
+                     ) -> list[dict[str, Any]]:
+    """One row per model at the run's first beam setting: each network method's main metrics, alignment
+    success rate and latency per frame (inference + alignment, ms)."""
+    rows = []
+    for model in models:
+        variant, summary = next((v, s) for v, s in variants if v.model == model.name)
+        rows.append({"model": model.name, "output_kind": model.output_kind, "beams": variant.beams,
+                     "random_weights": bool(model.info.get("random_weights", False)),
+                     "alignment_success_rate": _alignment_success(summary), "latency_ms": _latency_ms(summary),
+                     "methods": {m.key: {k: (main_metrics(summary, m.key) or {}).get(k) for k in _TABLE_METRICS}
+                                 for m in methods if m.key in summary["methods"]}})
+    return rows
+
+
+def headline(summary: dict[str, Any]) -> str:
+    """'At N beams, DPT + alignment AbsRel a vs LiDAR-only b (IP-Basic c) on <basis>' for the sparsest setting."""
+    row = min(summary["sweep"], key=lambda r: r["beams"] if r["beams"] is not None else math.inf)
+    native = summary["lidar"]["beams"]
+    beams = row["beams"] if row["beams"] is not None else (native[0] if len(native) == 1 else "all recorded")
+
+    def abs_rel(method: str) -> str:
+        value = row["methods"].get(method, {}).get("abs_rel")
+        return _fmt(value)
+
+    text = (f"At {beams} beams, DPT + alignment (the node): AbsRel {abs_rel('node')} vs LiDAR-only: "
+            f"{abs_rel('lidar_only')} (nearest neighbour), {abs_rel('ip_basic')} (IP-Basic) on {row['basis']}")
+    if summary["model"].get("random_weights"):
+        text += " — random network weights: the DPT numbers are not a trained model's, the LiDAR ones are real"
+    return text
+
+
+def plot_beam_sweep(summary: dict[str, Any], path: Path) -> None:
+    """AbsRel and δ1 vs beams, one line per method."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in summary["sweep"] if r["beams"] is not None]
+    beams = [r["beams"] for r in rows]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for method, data in summary["methods"].items():
+        for axis, metric in zip(axes, ("abs_rel", "delta1")):
+            values = [r["methods"].get(method, {}).get(metric) for r in rows]
+            axis.plot(beams, [np.nan if v is None else v for v in values], marker="o", label=data["label"])
+    for axis, name in zip(axes, ("AbsRel", "δ < 1.25")):
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(beams, [str(b) for b in beams])
+        axis.set_xlabel("LiDAR beams given to the methods")
+        axis.set_ylabel(f"{name} ({rows[0]['basis'] if rows else ''})")
+    axes[0].legend(fontsize=7)
+    figure.suptitle("Accuracy vs LiDAR density", fontsize=10)
+    _save(figure, path)
+    plt.close(figure)
+
+
+def plot_models(summary: dict[str, Any], path: Path) -> None:
+    """Per model: AbsRel of the node, alignment success rate, latency per frame."""
+    import matplotlib.pyplot as plt
+
+    rows = summary["models"]
+    names = [r["model"] for r in rows]
+    panels = (("AbsRel (the node)", [r["methods"].get("node", {}).get("abs_rel") for r in rows]),
+              ("alignment success rate", [r["alignment_success_rate"] for r in rows]),
+              ("latency per frame (ms)", [r["latency_ms"] for r in rows]))
+    figure, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    for axis, (title, values) in zip(axes, panels):
+        axis.bar(np.arange(len(rows)), [np.nan if v is None else v for v in values])
+        axis.set_xticks(np.arange(len(rows)), names, rotation=20, fontsize=7)
+        axis.set_title(title, fontsize=9)
+    figure.suptitle("Model comparison on the same frames and points", fontsize=10)
     _save(figure, path)
     plt.close(figure)
 
@@ -279,42 +427,102 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _metric_rows(summary: dict[str, Any], ground_truth: bool) -> list[str]:
+    """The per-method table (mean over frames) on ground truth or on the held-out points."""
+    unit = "pixels" if ground_truth else "points"
+    lines = ["| method | " + " | ".join(HEADLINE_METRICS) + f" | coverage | {unit} |",
+             "|---" * (len(HEADLINE_METRICS) + 3) + "|"]
+    for data in summary["methods"].values():
+        scores = data["ground_truth"] if ground_truth else data
+        metrics = scores["metrics"] or {}
+        count = scores["pixels_scored"] if ground_truth else scores["points_scored"]
+        lines.append(f"| {data['label']} | " + " | ".join(_fmt(metrics.get(m)) for m in HEADLINE_METRICS)
+                     + f" | {_fmt(scores['coverage'])} | {count} |")
+    return lines
+
+
+def _range_rows(summary: dict[str, Any], ground_truth: bool) -> list[str]:
+    labels = [bin_label(low, high) for low, high in RANGE_BINS]
+    lines = ["| method | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for data in summary["methods"].values():
+        by_range = data["ground_truth"]["by_range"] if ground_truth else data["by_range"]
+        count = "pixels" if ground_truth else "points"
+        cells = [f"{_fmt((by_range[b]['metrics'] or {}).get('abs_rel'))} ({by_range[b][count]})" for b in labels]
+        lines.append(f"| {data['label']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _sweep_rows(summary: dict[str, Any]) -> list[str]:
+    keys = [key for key in summary["methods"]]
+    lines = ["| beams | " + " | ".join(summary["methods"][k]["label"] for k in keys) + " | alignment success |",
+             "|---" * (len(keys) + 2) + "|"]
+    for row in summary["sweep"]:
+        cells = [f"{_fmt(row['methods'].get(k, {}).get('abs_rel'))} / {_fmt(row['methods'].get(k, {}).get('delta1'))}"
+                 for k in keys]
+        beams = "all" if row["beams"] is None else str(row["beams"])
+        lines.append(f"| {beams} | " + " | ".join(cells) + f" | {_fmt(row['alignment_success_rate'], 2)} |")
+    return lines
+
+
+def _model_rows(summary: dict[str, Any]) -> list[str]:
+    network = [key for key in summary["methods"] if any(key in row["methods"] for row in summary["models"])]
+    lines = ["| model | " + " | ".join(f"{summary['method_labels'].get(k, k)} AbsRel / δ1" for k in network)
+             + " | alignment success | latency per frame (ms) |", "|---" * (len(network) + 3) + "|"]
+    for row in summary["models"]:
+        cells = [f"{_fmt(row['methods'].get(k, {}).get('abs_rel'))} / {_fmt(row['methods'].get(k, {}).get('delta1'))}"
+                 for k in network]
+        name = row["model"] + (" (random weights)" if row["random_weights"] else "")
+        lines.append(f"| {name} | " + " | ".join(cells)
+                     + f" | {_fmt(row['alignment_success_rate'], 2)} | {_fmt(row['latency_ms'], 1)} |")
+    return lines
+
+
 def render_report(summary: dict[str, Any], example_files: list[str]) -> str:
     frames, temporal = summary["frames"], summary["temporal"]
+    has_held_out = any(data["points_scored"] for data in summary["methods"].values())
+    truth = summary["ground_truth"]
     lines = [
         f"# Depth evaluation of `{summary['bag']}`",
         "",
+        f"**{summary['headline']}**",
+        "",
         f"Model: **{summary['model']['preset']}**"
-        + (" — **random weights** (no trained weights found): the network output is noise, so these numbers "
-           "show what the LiDAR alignment alone achieves" if summary["model"]["random_weights"] else ""),
+        + (f" — **random weights** (no trained weights found; seeded with --seed {summary['model'].get('seed')}): "
+           "the network output is noise, so the DPT numbers show what the LiDAR alignment alone achieves; the "
+           "LiDAR-only numbers are real" if summary["model"]["random_weights"] else ""),
         "",
         f"Frames: {frames['total']} images, {frames['scored']} scored, {frames['skipped']} skipped. "
-        f"Held-out split: {summary['holdout']['description']}; scores use held-out LiDAR points only, at pixels no "
-        "fitting point touches.",
-        "",
-        "## Held-out error (mean over frames)",
-        "",
-        "| method | " + " | ".join(HEADLINE_METRICS) + " | coverage | points |",
-        "|---" * (len(HEADLINE_METRICS) + 3) + "|",
+        f"Held-out split: {summary['holdout']['description']}; held-out scores use held-out LiDAR points only, at "
+        "pixels no fitting point touches.",
     ]
-    for data in summary["methods"].values():
-        metrics = data["metrics"] or {}
-        lines.append(f"| {data['label']} | " + " | ".join(_fmt(metrics.get(m)) for m in HEADLINE_METRICS)
-                     + f" | {_fmt(data['coverage'])} | {data['points_scored']} |")
-    labels = [bin_label(low, high) for low, high in RANGE_BINS]
-    lines += ["", "## AbsRel by range (all held-out points pooled)", "",
-              "| method | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
-    for data in summary["methods"].values():
-        cells = [f"{_fmt((data['by_range'][b]['metrics'] or {}).get('abs_rel'))} ({data['by_range'][b]['points']})"
-                 for b in labels]
-        lines.append(f"| {data['label']} | " + " | ".join(cells) + " |")
+    if truth["frames"]:
+        lines += ["", f"## Error on dense ground truth (mean over {truth['frames']} frames)", "",
+                  f"Ground truth: `{truth['source']}`; crop: {truth['crop']}; every ground-truth pixel in "
+                  f"({summary['scoring_range_m'][0]:g}, {summary['scoring_range_m'][1]:g}) m counts, predictions "
+                  "clamped to that range (KITTI protocol).", ""]
+        lines += _metric_rows(summary, ground_truth=True)
+        lines += ["", "### AbsRel by range (ground truth; mean over frames, pixels in brackets)", ""]
+        lines += _range_rows(summary, ground_truth=True)
+    if has_held_out:
+        lines += ["", "## Held-out error (mean over frames)", ""] + _metric_rows(summary, ground_truth=False)
+        lines += ["", "## AbsRel by range (all held-out points pooled)", ""] + _range_rows(summary, False)
+    if len(summary["sweep"]) > 1:
+        rings = ", ".join(summary["lidar"]["rings_from"])
+        lines += ["", "## Accuracy vs LiDAR beams", "",
+                  f"The fitting scan keeps every k-th ring of the {'/'.join(map(str, summary['lidar']['beams']))}-beam "
+                  f"LiDAR (rings from {rings}); scores on {summary['sweep'][0]['basis']}, AbsRel / δ1:", ""]
+        lines += _sweep_rows(summary) + ["", "![accuracy vs beams](beams_sweep.png)"]
+    if len(summary["models"]) > 1:
+        lines += ["", "## Model comparison (same frames, same points)", ""] + _model_rows(summary)
+        lines += ["", "![model comparison](models.png)"]
     fits = summary["alignment_fits"]
     lines += ["", "## Alignment", "",
               f"- this frame's LiDAR fit succeeded in {fits['succeeded']} of {frames['scored']} scored frames; "
               "filter states: " + ", ".join(f"{state} {n}" for state, n in fits["filter_states"].items())]
     lines += [f"- {n} × fit failed: {reason} (e.g. \"{fits['failed_example'][reason]}\"; every frame's reason is in "
               "per_frame.csv)" for reason, n in fits["failed"].items()]
-    if not summary["methods"]["node"]["points_scored"]:
+    node = summary["methods"]["node"]
+    if not (node["points_scored"] or node["ground_truth"]["pixels_scored"]):
         lines.append("- **the node published no metric depth** (it never passes relative values off as metres): the "
                      "prediction did not fit the LiDAR" + (" — expected with random weights" if summary["model"].get(
                          "random_weights") else ""))
@@ -345,10 +553,17 @@ def write_run_folder(run_dir: Path, records: list[FrameRecord], summary: dict[st
     """Write metrics.json, per_frame.csv, the plots and report.md into ``run_dir``; returns report.md's path."""
     run_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write(run_dir / "metrics.json", json.dumps(_json_safe(summary), indent=2, allow_nan=False).encode())
-    _atomic_write(run_dir / "per_frame.csv", per_frame_csv(records).encode())
+    _atomic_write(run_dir / "per_frame.csv", per_frame_csv(records, list(summary["methods"])).encode())
     plot_error_vs_range(summary, run_dir / "error_vs_range.png")
-    plot_per_frame(records, run_dir / "per_frame_abs_rel.png")
+    labels = {key: data["label"] for key, data in summary["methods"].items()}
+    plot_per_frame(records, labels, on_ground_truth(summary), run_dir / "per_frame_abs_rel.png")
     plot_scale_shift(records, run_dir / "scale_shift.png")
+    for name in ("beams_sweep.png", "models.png"):  # a re-used run folder must not show another run's plots
+        (run_dir / name).unlink(missing_ok=True)
+    if len(summary["sweep"]) > 1:
+        plot_beam_sweep(summary, run_dir / "beams_sweep.png")
+    if len(summary["models"]) > 1:
+        plot_models(summary, run_dir / "models.png")
     report = run_dir / "report.md"
     _atomic_write(report, render_report(summary, example_files).encode())
     return report

@@ -6,6 +6,7 @@ Topics (camera and LiDAR share each frame's header stamp; the bag records the im
   /lidar/points        sensor_msgs/PointCloud2 x,y,z,intensity float32 + ring uint16, frame lidar
   /tf_static           base_link→camera_optical_frame, base_link→lidar (latched)
   /tf                  odom→base_link per frame
+  /camera/depth_gt     sensor_msgs/Image 32FC1 metres or 16UC1 mm, the exact depth (only with --ground-truth)
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from dpt_ros.bags.rosbag_io import (
     make_point_cloud,
     make_tf_message,
 )
+from dpt_ros.pipeline.image_codec import depth_to_16uc1_mm
 from dpt_ros.sim.drive import SequenceConfig, render_sequence
 from dpt_ros.sim.scene import LidarConfig, PinholeCamera
 
 IMAGE_TOPIC = "/camera/image_raw"
+GROUND_TRUTH_TOPIC = "/camera/depth_gt"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 LIDAR_TOPIC = "/lidar/points"
 CAMERA_FRAME = "camera_optical_frame"
@@ -53,10 +56,17 @@ class SampleBag:
 
 
 def write_sample_bag(path: Path | str, storage: str = "mcap", config: SequenceConfig = SequenceConfig(),
-                     overwrite: bool = False, progress: bool = False) -> SampleBag:
-    """Render ``config``'s drive and record it; ``storage`` is one of mcap, sqlite3, ros1."""
+                     overwrite: bool = False, progress: bool = False, ground_truth: str | None = None,
+                     ring_field: bool = True) -> SampleBag:
+    """Render ``config``'s drive and record it; ``storage`` is one of mcap, sqlite3, ros1.
+
+    ground_truth: "32FC1" or "16UC1" also records the exact depth on GROUND_TRUTH_TOPIC (same header stamp as
+    the image). ring_field: False leaves the LiDAR cloud without its ``ring`` field (x, y, z, intensity only).
+    """
     n_points = 0
     with BagWriter(path, storage, overwrite=overwrite) as bag:
+        if ground_truth is not None:
+            bag.add_topic(GROUND_TRUTH_TOPIC, IMAGE)
         bag.add_topic("/tf_static", TF_MESSAGE, latched=True)
         bag.add_topic("/tf", TF_MESSAGE)
         bag.add_topic(CAMERA_INFO_TOPIC, CAMERA_INFO)
@@ -72,7 +82,7 @@ def write_sample_bag(path: Path | str, storage: str = "mcap", config: SequenceCo
             bag.write("/tf", stamp, make_tf_message([(ODOM_FRAME, BASE_FRAME, frame.T_world_base)], stamp))
             scan = frame.lidar
             cloud = {"x": scan.points[:, 0], "y": scan.points[:, 1], "z": scan.points[:, 2],
-                     "intensity": scan.intensity, "ring": scan.ring}
+                     "intensity": scan.intensity, **({"ring": scan.ring} if ring_field else {})}
             bag.write(LIDAR_TOPIC, stamp, make_point_cloud(cloud, stamp, LIDAR_FRAME))
             # the image arrives a little after the scan taken at the same instant (transfer latency), so a live
             # node, which pairs an image with the scans it already has, sees the same pairs as the evaluator
@@ -80,6 +90,12 @@ def write_sample_bag(path: Path | str, storage: str = "mcap", config: SequenceCo
             bag.write(CAMERA_INFO_TOPIC, received, make_camera_info(camera.K, camera.width, camera.height, stamp,
                                                                     CAMERA_FRAME))
             bag.write(IMAGE_TOPIC, received, make_image(frame.camera.rgb, "rgb8", stamp, CAMERA_FRAME))
+            if ground_truth == "16UC1":
+                bag.write(GROUND_TRUTH_TOPIC, received, make_image(depth_to_16uc1_mm(frame.camera.depth), "16UC1",
+                                                                   stamp, CAMERA_FRAME))
+            elif ground_truth is not None:
+                bag.write(GROUND_TRUTH_TOPIC, received, make_image(frame.camera.depth, ground_truth, stamp,
+                                                                   CAMERA_FRAME))
             n_points += len(scan.points)
     return SampleBag(Path(path), storage, config.n_frames, n_points)
 
@@ -107,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lidar-noise", type=float, default=0.02, help="range noise std (m)")
     parser.add_argument("--dropout", type=float, default=0.05, help="fraction of LiDAR returns lost")
     parser.add_argument("--edge-leak", type=float, default=0.5, help="probability of a mixed return at an edge")
+    parser.add_argument("--ground-truth", choices=("32FC1", "16UC1"),
+                        help=f"also record the exact depth on {GROUND_TRUTH_TOPIC} (32FC1 metres or 16UC1 mm)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     if args.frames < 1 or args.width < 16 or args.height < 16:
@@ -114,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     config = sample_config(args.frames, args.width, args.height, args.seed, args.lidar_noise, args.dropout,
                            args.edge_leak)
     try:
-        bag = write_sample_bag(args.output, args.format, config, overwrite=args.overwrite, progress=True)
+        bag = write_sample_bag(args.output, args.format, config, overwrite=args.overwrite, progress=True,
+                               ground_truth=args.ground_truth)
     except BagError as error:
         print(f"dpt-ros-make-sample: {error}", file=sys.stderr)
         return 2

@@ -11,7 +11,6 @@ from dpt_ros.eval.holdout import (
     holdout_mask,
     mean_metrics,
     median_scale,
-    nearest_fitting_depth,
     score_by_range,
     score_points,
     static_pixel_flicker,
@@ -30,8 +29,7 @@ def test_holdout_is_seeded_per_frame_and_holds_out_the_fraction_and_beams():
     assert np.array_equal(beams, ring % 4 == 0)
     with pytest.raises(ValueError, match="ring"):
         holdout_mask(10, HoldoutConfig(fraction=0.1, every_kth_beam=4), 0)
-    with pytest.raises(ValueError, match="nothing would be held out"):
-        HoldoutConfig(fraction=0.0)
+    assert not holdout_mask(100, HoldoutConfig(fraction=0.0), 0).any()  # dense ground truth only
 
 
 def test_shared_pixels_are_dropped_from_the_held_out_set():
@@ -39,13 +37,6 @@ def test_shared_pixels_are_dropped_from_the_held_out_set():
     held = PixelSamples(np.array([0, 1, 3]), np.array([0, 2, 3]), np.array([5.0, 9.0, 8.0]))
     kept = drop_shared_pixels(held, fitting, width=10)
     assert list(zip(kept.row, kept.col)) == [(1, 2), (3, 3)]
-
-
-def test_lidar_only_baseline_takes_the_nearest_fitting_pixel():
-    fitting = PixelSamples(np.array([0, 10]), np.array([0, 10]), np.array([4.0, 20.0]))
-    query = PixelSamples(np.array([1, 9, 4]), np.array([2, 7, 4]), np.zeros(3))
-    np.testing.assert_array_equal(nearest_fitting_depth(fitting, query, chunk=2), [4.0, 20.0, 4.0])
-    assert np.isnan(nearest_fitting_depth(fitting.select(np.zeros(2, bool)), query)).all()
 
 
 def test_median_scale_ignores_invalid_pairs():

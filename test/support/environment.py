@@ -5,7 +5,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINING_ROOT = REPO_ROOT / "training"
-REAL_DATA = REPO_ROOT.parent / "shared" / "realdata"
+# ../shared/realdata from the checkout; DPT_ROS_REAL_DATA points elsewhere (e.g. from a git worktree)
+REAL_DATA = Path(os.environ.get("DPT_ROS_REAL_DATA", REPO_ROOT.parent / "shared" / "realdata"))
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

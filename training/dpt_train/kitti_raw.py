@@ -10,81 +10,19 @@ training targets are built exactly like the LiDAR depth the node aligns to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+# one reader of KITTI's raw formats, shared with the evaluator's KITTI drive source
+from dpt_ros.bags.kitti_raw import (  # noqa: F401 - re-exported for the trainer's modules
+    CalibrationError,
+    CameraCalibration,
+    load_camera_calibration,
+    read_calibration_file,
+    read_velodyne,
+)
 from dpt_ros.geometry.lidar_projection import project_lidar
-
-
-class CalibrationError(ValueError):
-    """A KITTI calibration file is missing, malformed or lacks a needed key."""
-
-
-@dataclass(frozen=True)
-class CameraCalibration:
-    """K: (3, 3) pixels; T_cam_velo: (4, 4) maps Velodyne points (m) into the rectified camera frame."""
-
-    K: np.ndarray
-    T_cam_velo: np.ndarray
-
-
-def read_calibration_file(path: str | Path) -> dict[str, np.ndarray]:
-    """`key: v1 v2 ...` lines -> {key: float64 values}; keys with non-numeric values (calib_time) are skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise CalibrationError(f"{path}: calibration file does not exist")
-    values = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        key, separator, rest = line.partition(":")
-        if not separator:
-            if line.strip():
-                raise CalibrationError(f"{path}:{number}: expected 'key: values', got {line!r}")
-            continue
-        try:
-            values[key.strip()] = np.array([float(v) for v in rest.split()], dtype=np.float64)
-        except ValueError:
-            continue  # e.g. "calib_time: 09-Jan-2012 13:57:47"
-    return values
-
-
-def _matrix(values: dict[str, np.ndarray], key: str, shape: tuple[int, ...], path: Path) -> np.ndarray:
-    if key not in values:
-        raise CalibrationError(f"{path}: missing key {key!r}")
-    if values[key].size != int(np.prod(shape)):
-        raise CalibrationError(f"{path}: {key} has {values[key].size} values, expected {int(np.prod(shape))}")
-    return values[key].reshape(shape)
-
-
-@lru_cache(maxsize=64)
-def load_camera_calibration(date_dir: str | Path, camera: int = 2) -> CameraCalibration:
-    """Calibration of rectified camera `camera` (2 = left colour) from a KITTI raw date folder."""
-    date_dir = Path(date_dir)
-    cam_path, velo_path = date_dir / "calib_cam_to_cam.txt", date_dir / "calib_velo_to_cam.txt"
-    cam, velo = read_calibration_file(cam_path), read_calibration_file(velo_path)
-    projection = _matrix(cam, f"P_rect_0{camera}", (3, 4), cam_path)
-    rectification = np.eye(4)
-    rectification[:3, :3] = _matrix(cam, "R_rect_00", (3, 3), cam_path)
-    velo_to_cam = np.eye(4)
-    velo_to_cam[:3, :3] = _matrix(velo, "R", (3, 3), velo_path)
-    velo_to_cam[:3, 3] = _matrix(velo, "T", (3,), velo_path)
-    K = projection[:, :3]
-    offset = np.eye(4)
-    offset[:3, 3] = np.linalg.solve(K, projection[:, 3])  # P = K [I | t]: camera N's offset from camera 0
-    return CameraCalibration(K=K, T_cam_velo=offset @ rectification @ velo_to_cam)
-
-
-def read_velodyne(path: str | Path) -> np.ndarray:
-    """A KITTI Velodyne scan: (N, 4) float32 x, y, z (m), reflectance. Raises naming the file if malformed."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: Velodyne scan does not exist")
-    size = path.stat().st_size
-    if size % 16:
-        raise ValueError(f"{path}: {size} bytes is not a whole number of (x, y, z, reflectance) float32 points")
-    return np.fromfile(path, dtype=np.float32).reshape(-1, 4)
 
 
 def velodyne_depth(points: np.ndarray, calibration: CameraCalibration, image_shape: tuple[int, int]) -> np.ndarray:
