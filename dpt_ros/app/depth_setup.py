@@ -14,6 +14,7 @@ from dpt_ros.model.engine import InferenceEngine
 from dpt_ros.model.presets import get_preset
 from dpt_ros.pipeline.depth import DepthPipeline, DepthStage, ModelOutputDepth
 from dpt_ros.pipeline.lidar_stage import LidarAlignedDepth
+from dpt_ros.pipeline.prompt_stage import PromptedDepth
 
 DEFAULT_WEIGHTS_DIR = Path("models")
 
@@ -52,11 +53,13 @@ def build_depth_pipeline(
         cuda_graphs=config.cuda_graphs,
         on_graph_capture=on_graph_capture,
     )
-    return DepthPipeline(engine, depth_stage(config, preset.output_kind)), engine
+    stage = PromptedDepth() if preset.needs_prompt else depth_stage(config, preset.output_kind)
+    return DepthPipeline(engine, stage), engine
 
 
 def depth_stage(config: DepthNodeConfig, output_kind: str) -> DepthStage:
-    """The model's own output, or (lidar_alignment) the LiDAR-aligned stage for it."""
+    """The model's own output, or (lidar_alignment) the LiDAR-aligned stage for it. (Prompt presets take their
+    metres from the prompt inside the network: `PromptedDepth`.)"""
     if config.lidar_alignment:
         return LidarAlignedDepth(LidarAligner(output_kind, config.lidar_settings()))
     return ModelOutputDepth(output_kind)

@@ -283,6 +283,7 @@ class DepthNodeConfig:
                 "lidar_alignment works with a single camera only (one LiDAR fit and filter per node): leave cameras "
                 "empty and run one node per camera"
             )
+        self._check_prompt_preset()
         if self.lidar_min_range > self.lidar_max_range:
             raise ValueError(f"lidar_min_range {self.lidar_min_range} exceeds lidar_max_range {self.lidar_max_range}")
         self.lidar_extrinsic()  # raises for a malformed lidar_to_camera
@@ -296,6 +297,21 @@ class DepthNodeConfig:
         """`model` must be a depth preset (a subclass may also allow none)."""
         if self.model not in depth_preset_names():
             raise ValueError(f"model {self.model!r} is not a depth preset; use one of {list(depth_preset_names())}")
+
+    def _check_prompt_preset(self) -> None:
+        """A prompt preset takes its metres from the prompt: one camera, no LiDAR alignment on top."""
+        from dpt_ros.model.presets import PRESETS
+
+        preset = PRESETS.get(self.model)
+        if preset is None or not preset.needs_prompt:
+            return
+        if self.lidar_alignment:
+            raise ValueError(
+                f"{self.model} takes the LiDAR (or a depth image) as its prompt: leave lidar_alignment false and "
+                "choose the prompt with prompt_source"
+            )
+        if self.cameras:
+            raise ValueError(f"{self.model} works with a single camera only (one prompt per node): leave cameras empty")
 
     def parsed_architecture_overrides(self) -> dict[str, Any]:
         """architecture_overrides as a dict; lists become tuples (the architecture's field types)."""

@@ -40,6 +40,7 @@ class Preset:
     sha256_prefix: the official file names end in the first 8 hex digits of the file's SHA-256
         (the torch.hub convention); `dpt-ros-weights verify` checks a file against it.
     hf_repo: the Hugging Face `transformers` checkpoint of the same weights, where one exists.
+    needs_prompt: the network takes a metric depth prompt with the image (Prompt Depth Anything).
     """
 
     name: str
@@ -51,6 +52,7 @@ class Preset:
     metric: MetricConversion | None = None
     hf_repo: str | None = None
     description: str = ""
+    needs_prompt: bool = False
 
     @property
     def url(self) -> str:
