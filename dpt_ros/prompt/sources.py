@@ -78,11 +78,12 @@ class DepthPrompt:
 
 
 def prompt_grid_size(image_size: tuple[int, int], long_side: int) -> tuple[int, int]:
-    """(width, height) of the prompt grid: the image's aspect with `long_side` cells on its longer side."""
+    """(width, height) of the prompt grid: the image's aspect with `long_side` cells on its longer side (the
+    image's own size when that is smaller: a prompt finer than the image adds nothing)."""
     width, height = image_size
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {image_size}")
-    scale = long_side / max(width, height)
+    scale = min(1.0, long_side / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 

@@ -24,6 +24,7 @@ def test_grid_keeps_the_aspect_with_256_on_the_long_side():
     assert prompt_grid_size((640, 480), 256) == (256, 192)
     assert prompt_grid_size((1242, 375), 256) == (256, 77)
     assert prompt_grid_size((480, 640), 256) == (192, 256)
+    assert prompt_grid_size((160, 120), 256) == (160, 120)  # never finer than the image
     on_grid = grid_lens(LENS, SETTINGS)
     # 0.4 x: fx 200, centre (319.5 + 0.5) * 0.4 - 0.5 = 127.5
     np.testing.assert_allclose(on_grid.K, [[200, 0, 127.5], [0, 200, 95.5], [0, 0, 1]])
