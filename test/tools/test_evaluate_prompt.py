@@ -9,8 +9,8 @@ import pytest
 
 from dpt_ros.eval.holdout import HoldoutConfig
 from dpt_ros.prompt.densify import valid_depth_mask
-from dpt_ros.sim.drive import render_sequence
 from dpt_ros.prompt.sources import prompt_from_lidar
+from dpt_ros.sim.drive import render_sequence
 from dpt_ros.tools import evaluate_bag as evaluate_module
 from dpt_ros.tools.evaluate_bag import EvaluationOptions, ModelUnderTest, evaluate_models
 from dpt_ros.tools.make_sample_bag import GROUND_TRUTH_TOPIC, write_sample_bag
