@@ -1,8 +1,9 @@
-"""Loading DPT weights: the official released `.pt` files and Hugging Face `transformers` checkpoints.
+"""Loading weights: the official released DPT `.pt` / Depth Anything V2 `.pth` files and Hugging Face
+`transformers` checkpoints (`DPTForDepthEstimation`, `DepthAnythingForDepthEstimation`, ...).
 
 Our modules carry the official state-dict key names, so an official file loads as is (minus timm's
-unused 1000-class head). `transformers` checkpoints are renamed to official keys by one table of
-key templates that works in both directions (see `hf_to_official` / `official_to_hf`).
+unused 1000-class head). `transformers` checkpoints are renamed to official keys by one table of key
+templates per network that works in both directions (see `hf_to_official` / `official_to_hf`).
 """
 
 from __future__ import annotations
@@ -68,6 +69,34 @@ _HYBRID_TEMPLATES: tuple[tuple[str, str], ...] = (
 )
 
 
+# Depth Anything V2: transformers' DINOv2 backbone + DepthAnything neck/head <-> the original repository.
+_DAV2_TEMPLATES: tuple[tuple[str, str], ...] = (
+    ("backbone.embeddings.cls_token", "pretrained.cls_token"),
+    ("backbone.embeddings.mask_token", "pretrained.mask_token"),
+    ("backbone.embeddings.position_embeddings", "pretrained.pos_embed"),
+    ("backbone.embeddings.patch_embeddings.projection.", "pretrained.patch_embed.proj."),
+    ("backbone.encoder.layer.{i}.attention.attention.qkv.", "pretrained.blocks.{i}.attn.qkv."),
+    ("backbone.encoder.layer.{i}.attention.output.dense.", "pretrained.blocks.{i}.attn.proj."),
+    ("backbone.encoder.layer.{i}.layer_scale1.lambda1", "pretrained.blocks.{i}.ls1.gamma"),
+    ("backbone.encoder.layer.{i}.layer_scale2.lambda1", "pretrained.blocks.{i}.ls2.gamma"),
+    ("backbone.encoder.layer.{i}.norm1.", "pretrained.blocks.{i}.norm1."),
+    ("backbone.encoder.layer.{i}.norm2.", "pretrained.blocks.{i}.norm2."),
+    ("backbone.encoder.layer.{i}.mlp.", "pretrained.blocks.{i}.mlp."),
+    ("backbone.layernorm.", "pretrained.norm."),
+    ("neck.reassemble_stage.layers.{i}.projection.", "depth_head.projects.{i}."),
+    ("neck.reassemble_stage.layers.{i}.resize.", "depth_head.resize_layers.{i}."),
+    ("neck.convs.{r}.", "depth_head.scratch.layer{r}_rn."),
+    ("neck.fusion_stage.layers.{f}.projection.", "depth_head.scratch.refinenet{f}.out_conv."),
+    (
+        "neck.fusion_stage.layers.{f}.residual_layer{i}.convolution{j}.",
+        "depth_head.scratch.refinenet{f}.resConfUnit{i}.conv{j}.",
+    ),
+    ("head.conv1.", "depth_head.scratch.output_conv1."),
+    ("head.conv2.", "depth_head.scratch.output_conv2.0."),
+    ("head.conv3.", "depth_head.scratch.output_conv2.2."),
+)
+
+
 def _template_regex(template: str) -> re.Pattern[str]:
     pattern = re.escape(template)
     for name in _INDEX_TO_OFFICIAL:  # each placeholder appears at most once per template
@@ -95,19 +124,29 @@ def _rename(
     return renamed
 
 
-def _templates(hybrid: bool) -> tuple[tuple[str, str], ...]:
+def _hf_templates(state_dict: Mapping[str, torch.Tensor]) -> tuple[tuple[str, str], ...]:
+    """The (HF, official) template table for a `transformers` state dict's network."""
+    if any(k.startswith("backbone.embeddings.") for k in state_dict):
+        return _DAV2_TEMPLATES
+    hybrid = any(k.startswith("dpt.embeddings.backbone.") for k in state_dict)
     return _COMMON_TEMPLATES + (_HYBRID_TEMPLATES if hybrid else _VIT_TEMPLATES)
 
 
-def _is_hf_hybrid(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    return any(k.startswith("dpt.embeddings.backbone.") for k in state_dict)
+def _official_templates(state_dict: Mapping[str, torch.Tensor]) -> tuple[tuple[str, str], ...]:
+    """The (HF, official) template table for an official state dict's network."""
+    if any(k.startswith("depth_head.") for k in state_dict):
+        return _DAV2_TEMPLATES
+    hybrid = any(k.startswith("pretrained.model.patch_embed.backbone.") for k in state_dict)
+    return _COMMON_TEMPLATES + (_HYBRID_TEMPLATES if hybrid else _VIT_TEMPLATES)
 
 
-_HF_QKV = re.compile(r"^(dpt\.encoder\.layer\.\d+\.attention\.attention\.)(query|key|value)\.(weight|bias)$")
+_HF_QKV = re.compile(
+    r"^((?:dpt|backbone)\.encoder\.layer\.\d+\.attention\.attention\.)(query|key|value)\.(weight|bias)$"
+)
 
 
 def hf_to_official(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`transformers` DPT state dict -> official DPT keys (separate q/k/v become timm's fused qkv)."""
+    """`transformers` DPT / Depth Anything state dict -> official keys (separate q/k/v become the fused qkv)."""
     fused: dict[str, torch.Tensor] = {}
     qkv_parts: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in state_dict.items():
@@ -120,13 +159,12 @@ def hf_to_official(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
         if set(parts) != {"query", "key", "value"}:
             raise WeightsError(f"checkpoint has an incomplete attention projection at {key}: only {sorted(parts)}")
         fused[key] = torch.cat([parts["query"], parts["key"], parts["value"]], dim=0)
-    return _rename(fused, tuple((h, o) for h, o in _templates(_is_hf_hybrid(state_dict))), _INDEX_TO_OFFICIAL)
+    return _rename(fused, _hf_templates(state_dict), _INDEX_TO_OFFICIAL)
 
 
 def official_to_hf(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Official DPT keys -> `transformers` DPT keys (the inverse of `hf_to_official`)."""
-    hybrid = any(k.startswith("pretrained.model.patch_embed.backbone.") for k in state_dict)
-    renamed = _rename(state_dict, tuple((o, h) for h, o in _templates(hybrid)), _INDEX_TO_HF)
+    """Official DPT / Depth Anything V2 keys -> `transformers` keys (the inverse of `hf_to_official`)."""
+    renamed = _rename(state_dict, tuple((o, h) for h, o in _official_templates(state_dict)), _INDEX_TO_HF)
     split: dict[str, torch.Tensor] = {}
     for key, value in renamed.items():
         if ".attention.attention.qkv." in key:
@@ -175,7 +213,7 @@ def to_official_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
     """Any supported key layout (official, `transformers`, DataParallel `module.`) -> official keys."""
     if state_dict and all(k.startswith("module.") for k in state_dict):
         state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
-    if any(k.startswith(("dpt.", "neck.")) for k in state_dict):
+    if any(k.startswith(("dpt.", "neck.", "backbone.embeddings.")) for k in state_dict):
         state_dict = hf_to_official(state_dict)
     return {k: v for k, v in state_dict.items() if not k.startswith(UNUSED_OFFICIAL_PREFIXES)}
 

@@ -23,12 +23,17 @@ import torch.nn.functional as F
 
 from dpt_ros.model.checkpoint import WeightsError
 from dpt_ros.model.dpt import build_model
-from dpt_ros.model.preprocess import network_input_size, preprocess, validate_rgb_image
+from dpt_ros.model.preprocess import preprocess, preset_input_size, validate_rgb_image
 from dpt_ros.model.presets import Preset, get_preset
 
 LOG = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# `Preset.output_resize` -> F.interpolate arguments.
+OUTPUT_RESIZE: dict[str, dict[str, object]] = {
+    "bicubic": {"mode": "bicubic", "align_corners": False},
+    "bilinear_align_corners": {"mode": "bilinear", "align_corners": True},
+}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -51,10 +56,10 @@ def resolve_device(device: str) -> torch.device:
 
 def missing_weights_message(preset: Preset, path: Path | None) -> str:
     where = f"not found at {path}" if path is not None else "not given"
+    digest = f" (SHA-256 starts with {preset.sha256_prefix})" if preset.sha256_prefix else ""
     return (
-        f"weights for preset '{preset.name}' {where}. Download {preset.url} "
-        f"(SHA-256 starts with {preset.sha256_prefix}) into models/, or pass a Hugging Face checkpoint "
-        "directory; see models/README.md"
+        f"weights for preset '{preset.name}' {where}. Download {preset.url}{digest} into models/ "
+        f"(licence {preset.licence}), or pass a Hugging Face checkpoint directory; see models/README.md"
     )
 
 
@@ -80,10 +85,10 @@ def _log_graph_capture(shape: tuple[int, ...], captured_before: int) -> None:
 
 
 class InferenceEngine:
-    """A DPT preset on a device at a precision.
+    """A DPT or Depth Anything V2 preset on a device at a precision.
 
     infer(rgb) takes an (H, W, 3) uint8 RGB image and returns float32 at the image's resolution,
-    resized back bicubically as the official scripts do:
+    resized back as the preset's official script does:
       - (H, W) relative inverse depth (`relative_inverse_depth` presets) or metres (`metric_depth`);
       - (C, H, W) class logits for segmentation presets.
     infer_batch(images) runs same-sized images (e.g. several cameras) in one forward pass.
@@ -142,7 +147,7 @@ class InferenceEngine:
 
     # ----------------------------------------------------------------------------------- stages
     def network_size(self, height: int, width: int) -> tuple[int, int]:
-        return network_input_size(height, width, self.input_size or self.preset.input_size)
+        return preset_input_size(height, width, self.preset, self.input_size)
 
     def prepare_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Same-sized (H, W, 3) uint8 RGB images -> (N, 3, h, w) normalised network input on the device."""
@@ -160,7 +165,8 @@ class InferenceEngine:
         uint8 = staging.to(self.device, non_blocking=True)
         rgb = uint8.permute(0, 3, 1, 2).float().div_(255.0)
         resized = F.interpolate(rgb, size=self.network_size(*shape[:2]), mode="bicubic", align_corners=False)
-        return resized.sub_(0.5).div_(0.5)
+        mean, std = (torch.tensor(v, device=self.device).view(1, 3, 1, 1) for v in self.preset.mean_std)
+        return resized.sub_(mean).div_(std)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """The network's raw output for a prepared batch (float32, on the device). With CUDA graphs the
@@ -173,9 +179,12 @@ class InferenceEngine:
             return self._forward(batch).float()
 
     def resize_to_image(self, out: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """(N, h, w) or (N, C, h, w) network output -> the image's (height, width), bicubic as the reference."""
+        """(N, h, w) or (N, C, h, w) network output -> the image's (height, width), as the preset's reference
+        script does it (`Preset.output_resize`)."""
         squeeze = out.ndim == 3
-        resized = F.interpolate(out[:, None] if squeeze else out, size=(height, width), mode="bicubic", align_corners=False)
+        resized = F.interpolate(
+            out[:, None] if squeeze else out, size=(height, width), **OUTPUT_RESIZE[self.preset.output_resize]
+        )
         return resized[:, 0] if squeeze else resized
 
     # ----------------------------------------------------------------------------------- public
