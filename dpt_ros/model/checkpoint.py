@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dpt_ros.model.presets import IMAGENET_MEAN_STD
+
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 # Keys in the official files that the official forward never uses (timm's ImageNet classifier).
@@ -97,6 +99,18 @@ _DAV2_TEMPLATES: tuple[tuple[str, str], ...] = (
 )
 
 
+# Prompt Depth Anything's prompt units (transformers' PromptDepthAnythingForDepthEstimation <-> the original's
+# `resConfUnit_depth`, a Sequential whose convs sit at 0, 2, 4); everything else is Depth Anything V2's.
+_PROMPT_TEMPLATES: tuple[tuple[str, str], ...] = tuple(
+    (f"neck.fusion_stage.layers.{{f}}.prompt_depth_layer.convolution{n}.",
+     f"depth_head.scratch.refinenet{{f}}.resConfUnit_depth.{index}.")
+    for n, index in ((1, 0), (2, 2), (3, 4))
+)  # fmt: skip
+# The original normalises the image inside the prompt network with these buffers (ImageNet mean / std);
+# transformers does it in its image processor, so its checkpoints lack them.
+PROMPT_NORMALISATION_BUFFERS = ("_mean", "_std")
+
+
 def _template_regex(template: str) -> re.Pattern[str]:
     pattern = re.escape(template)
     for name in _INDEX_TO_OFFICIAL:  # each placeholder appears at most once per template
@@ -127,7 +141,7 @@ def _rename(
 def _hf_templates(state_dict: Mapping[str, torch.Tensor]) -> tuple[tuple[str, str], ...]:
     """The (HF, official) template table for a `transformers` state dict's network."""
     if any(k.startswith("backbone.embeddings.") for k in state_dict):
-        return _DAV2_TEMPLATES
+        return _DAV2_TEMPLATES + _PROMPT_TEMPLATES
     hybrid = any(k.startswith("dpt.embeddings.backbone.") for k in state_dict)
     return _COMMON_TEMPLATES + (_HYBRID_TEMPLATES if hybrid else _VIT_TEMPLATES)
 
@@ -135,7 +149,7 @@ def _hf_templates(state_dict: Mapping[str, torch.Tensor]) -> tuple[tuple[str, st
 def _official_templates(state_dict: Mapping[str, torch.Tensor]) -> tuple[tuple[str, str], ...]:
     """The (HF, official) template table for an official state dict's network."""
     if any(k.startswith("depth_head.") for k in state_dict):
-        return _DAV2_TEMPLATES
+        return _DAV2_TEMPLATES + _PROMPT_TEMPLATES
     hybrid = any(k.startswith("pretrained.model.patch_embed.backbone.") for k in state_dict)
     return _COMMON_TEMPLATES + (_HYBRID_TEMPLATES if hybrid else _VIT_TEMPLATES)
 
@@ -159,12 +173,17 @@ def hf_to_official(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
         if set(parts) != {"query", "key", "value"}:
             raise WeightsError(f"checkpoint has an incomplete attention projection at {key}: only {sorted(parts)}")
         fused[key] = torch.cat([parts["query"], parts["key"], parts["value"]], dim=0)
-    return _rename(fused, _hf_templates(state_dict), _INDEX_TO_OFFICIAL)
+    official = _rename(fused, _hf_templates(state_dict), _INDEX_TO_OFFICIAL)
+    if any(".prompt_depth_layer." in key for key in state_dict):  # a prompt network: add its normalisation
+        for name, values in zip(PROMPT_NORMALISATION_BUFFERS, IMAGENET_MEAN_STD):
+            official[name] = torch.tensor(values).view(1, 3, 1, 1)
+    return official
 
 
 def official_to_hf(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Official DPT / Depth Anything V2 keys -> `transformers` keys (the inverse of `hf_to_official`)."""
-    renamed = _rename(state_dict, tuple((o, h) for h, o in _official_templates(state_dict)), _INDEX_TO_HF)
+    kept = {k: v for k, v in state_dict.items() if k not in PROMPT_NORMALISATION_BUFFERS}  # not in transformers
+    renamed = _rename(kept, tuple((o, h) for h, o in _official_templates(state_dict)), _INDEX_TO_HF)
     split: dict[str, torch.Tensor] = {}
     for key, value in renamed.items():
         if ".attention.attention.qkv." in key:
@@ -201,18 +220,38 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError) as error:
             raise WeightsError(f"{path} is not a readable safetensors file ({error})") from None
     loaded = _torch_load(path)
-    # Training checkpoints of the official code wrap the weights next to the optimiser state.
-    if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
-        loaded = loaded["model"]
+    # Training checkpoints of the official code wrap the weights next to the optimiser state; Lightning ones
+    # (Prompt Depth Anything's model.ckpt) under "state_dict".
+    for wrapper in ("model", "state_dict"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
+            loaded = loaded[wrapper]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise WeightsError(f"{path} does not contain a state dict of tensors")
     return loaded
 
 
-def to_official_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Any supported key layout (official, `transformers`, DataParallel `module.`) -> official keys."""
+def _without_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    """Strip the prefix a training wrapper put before every key: DataParallel's `module.`, or the Lightning
+    module's attribute path before `pretrained.` (Prompt Depth Anything's released model.ckpt, whose loader
+    drops a fixed 9 characters). A prefix is stripped only when every key carries it."""
     if state_dict and all(k.startswith("module.") for k in state_dict):
-        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
+        return {k[len("module."):]: v for k, v in state_dict.items()}
+    anchor = next((k for k in state_dict if ".pretrained." in k), None)
+    if anchor is None or any(k.startswith(_OFFICIAL_ROOTS) for k in state_dict):
+        return state_dict
+    prefix = anchor[: anchor.index(".pretrained.") + 1]
+    if not all(k.startswith(prefix) for k in state_dict):
+        return state_dict
+    return {k[len(prefix):]: v for k, v in state_dict.items()}
+
+
+# Top-level names of official keys (DPT, Depth Anything V2, Prompt Depth Anything).
+_OFFICIAL_ROOTS = ("pretrained.", "scratch.", "auxlayer.", "depth_head.", *PROMPT_NORMALISATION_BUFFERS)
+
+
+def to_official_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Any supported key layout (official, `transformers`, DataParallel `module.`, Lightning) -> official keys."""
+    state_dict = _without_module_prefix(state_dict)
     if any(k.startswith(("dpt.", "neck.", "backbone.embeddings.")) for k in state_dict):
         state_dict = hf_to_official(state_dict)
     return {k: v for k, v in state_dict.items() if not k.startswith(UNUSED_OFFICIAL_PREFIXES)}

@@ -12,6 +12,7 @@ from dpt_ros.model.backbone import DPTEncoder
 from dpt_ros.model.decoder import FeatureFusionBlock, make_depth_head, make_segmentation_head
 from dpt_ros.model.depth_anything import DepthAnythingV2
 from dpt_ros.model.presets import MetricConversion, Preset, get_preset
+from dpt_ros.model.prompt_depth_anything import PromptDepthAnything
 
 
 class DPT(nn.Module):
@@ -65,11 +66,13 @@ class DPT(nn.Module):
         return self.scratch.output_conv[4]
 
 
-DepthNetwork = DPT | DepthAnythingV2
+DepthNetwork = DPT | DepthAnythingV2  # PromptDepthAnything is a DepthAnythingV2
 
 
 def build_network(preset: Preset) -> DepthNetwork:
     """The preset's network with random weights (train mode, as any fresh nn.Module)."""
+    if preset.needs_prompt:
+        return PromptDepthAnything(preset.architecture)
     if isinstance(preset.architecture, DepthAnythingV2Architecture):
         return DepthAnythingV2(preset.architecture)
     return DPT(preset.architecture, metric=preset.metric)

@@ -92,6 +92,9 @@ class InferenceEngine:
       - (H, W) relative inverse depth (`relative_inverse_depth` presets) or metres (`metric_depth`);
       - (C, H, W) class logits for segmentation presets.
     infer_batch(images) runs same-sized images (e.g. several cameras) in one forward pass.
+    Prompt presets (`Preset.needs_prompt`) take one metric depth prompt per image: infer_batch(images,
+    prompts=[(h, w) float32 metres or None]); metres with a prompt, a unitless (0, 1) depth for a None.
+    Called without `prompts` they raise rather than hand out unitless numbers as metres.
     Without weights the engine refuses to start unless `allow_random_weights` is set, in which case
     it runs with random weights and says so (`random_weights`).
     """
@@ -116,6 +119,8 @@ class InferenceEngine:
         self.precision = precision
         self.device = resolve_device(device)
         on_cuda = self.device.type == "cuda"
+        if cuda_graphs and self.preset.needs_prompt:
+            raise ValueError(f"cuda_graphs does not support prompt presets ({self.preset.name}): turn it off")
         if cuda_graphs and not on_cuda:
             raise ValueError(
                 f"cuda_graphs needs a CUDA device, but device {device!r} is {self.device}: turn cuda_graphs off "
@@ -168,15 +173,27 @@ class InferenceEngine:
         mean, std = (torch.tensor(v, device=self.device).view(1, 3, 1, 1) for v in self.preset.mean_std)
         return resized.sub_(mean).div_(std)
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """The network's raw output for a prepared batch (float32, on the device). With CUDA graphs the
-        result lives in the graph's static buffer: consume it before the next call."""
+    def prepare_prompts(self, prompts: Sequence[np.ndarray]) -> torch.Tensor:
+        """Same-sized (h, w) metre prompts, finite and non-empty (densified) -> (N, 1, h, w) float32 on the device."""
+        arrays = [np.asarray(prompt, dtype=np.float32) for prompt in prompts]
+        shape = arrays[0].shape
+        if len(shape) != 2 or 0 in shape or any(a.shape != shape for a in arrays):
+            raise ValueError(f"prompts must be non-empty (h, w) arrays of one size, got {[a.shape for a in arrays]}")
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise ValueError("a prompt holds NaN or inf: densify it first (dpt_ros.prompt.densify)")
+        return torch.from_numpy(np.stack(arrays)[:, None]).to(self.device)
+
+    def forward(self, batch: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
+        """The network's raw output for a prepared batch (float32, on the device), with a prepared prompt for
+        prompt presets. With CUDA graphs the result lives in the graph's static buffer: consume it before the
+        next call."""
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         if self.cuda_graphs:
             return self._replay_graph(batch)
         with torch.inference_mode(), self._autocast():
-            return self._forward(batch).float()
+            out = self._forward(batch) if prompt is None else self._forward(batch, prompt)
+            return out.float()
 
     def resize_to_image(self, out: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """(N, h, w) or (N, C, h, w) network output -> the image's (height, width), as the preset's reference
@@ -194,11 +211,35 @@ class InferenceEngine:
         return self.infer_batch([rgb])[0]
 
     @torch.inference_mode()
-    def infer_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Same-sized images in one forward pass; one host array per image (see `infer`)."""
+    def infer_batch(
+        self, images: Sequence[np.ndarray], prompts: Sequence[np.ndarray | None] | None = None
+    ) -> list[np.ndarray]:
+        """Same-sized images in one forward pass; one host array per image (see `infer`). prompts: prompt
+        presets only, one per image; images with and without one run as two passes."""
+        if prompts is None and self.preset.needs_prompt:
+            raise ValueError(
+                f"{self.preset.name} takes a metric depth prompt per image: pass prompts=[...] (None for an image "
+                "without one, whose output is then unitless, not metres)"
+            )
+        if prompts is not None and not self.preset.needs_prompt:
+            raise ValueError(f"{self.preset.name} takes no depth prompt")
+        if prompts is not None and len(prompts) != len(images):
+            raise ValueError(f"{len(images)} images need {len(images)} prompts (None for none), got {len(prompts)}")
+        if prompts is None or all(p is None for p in prompts) or all(p is not None for p in prompts):
+            given = None if prompts is None or prompts[0] is None else self.prepare_prompts(prompts)
+            return self._infer_pass(images, given)
+        results: list[np.ndarray | None] = [None] * len(images)
+        for with_prompt in (True, False):
+            indices = [i for i, p in enumerate(prompts) if (p is not None) == with_prompt]
+            given = self.prepare_prompts([prompts[i] for i in indices]) if with_prompt else None
+            for i, out in zip(indices, self._infer_pass([images[i] for i in indices], given)):
+                results[i] = out
+        return results
+
+    def _infer_pass(self, images: Sequence[np.ndarray], prompt: torch.Tensor | None) -> list[np.ndarray]:
         batch = self.prepare_batch(images)
         height, width = images[0].shape[:2]
-        out = self.resize_to_image(self.forward(batch), height, width)
+        out = self.resize_to_image(self.forward(batch, prompt), height, width)
         host = self.to_host("output", out)
         return [host[i] for i in range(len(images))]
 
@@ -208,8 +249,10 @@ class InferenceEngine:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Metric presets: (H, W) metres and (H/stride, W/stride, 3) xyz, computed on the device and
         copied to the host once each. K is the 3x3 intrinsic matrix of `rgb`."""
-        if not self.preset.is_metric:
-            raise ValueError(f"preset '{self.preset.name}' does not output metres; align it to LiDAR first")
+        if not self.preset.is_metric or self.preset.needs_prompt:
+            raise ValueError(
+                f"preset '{self.preset.name}' does not output metres by itself; align it to LiDAR or give its prompt"
+            )
         height, width = rgb.shape[:2]
         depth = self.resize_to_image(self.forward(self.prepare_batch([rgb])), height, width)[0]
         K_device = torch.as_tensor(np.asarray(K, np.float32).reshape(3, 3), device=self.device)

@@ -240,6 +240,39 @@ PRESETS.update(
 )
 
 
+# Prompt Depth Anything (DepthAnything/PromptDA): Depth Anything V2 S / L with a prompt unit in each fusion block
+# and a Sigmoid head whose output is a fraction of the prompt's range (max_depth 1); the image is normalised
+# inside the network (buffers `_mean`, `_std`), so the preprocessing hands it RGB in [0, 1]. Input: the
+# "minimal" keep-aspect rule to 756 in multiples of 14, as `transformers`' conversion of the released models
+# (1008 x 756 for 4:3 images, the original demo's size). The released file is a Lightning checkpoint named
+# model.ckpt in each Hugging Face repository; save it as <preset>.ckpt. Licences as the Depth Anything V2
+# weights each is fine-tuned from (ViT-S Apache-2.0, ViT-L CC-BY-NC-4.0): check the model card.
+_PROMPT_SIZES = {"vits": (DAV2_VITS, "Apache-2.0", "Small"), "vitl": (DAV2_VITL, "CC-BY-NC-4.0", "Large")}
+
+
+def _prompt_preset(size: str) -> Preset:
+    arch, licence, size_name = _PROMPT_SIZES[size]
+    name = f"prompt_depth_anything_{size}"
+    return Preset(
+        name=name,
+        architecture=dataclasses.replace(arch, max_depth=1.0),
+        input_size=(756, 756),
+        output_kind=METRIC_DEPTH,
+        weights_file=f"{name}.ckpt",
+        mean_std=((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+        output_resize="bilinear_align_corners",
+        download_url=HF_DOWNLOAD_URL.format(repo=f"depth-anything/prompt-depth-anything-{size}", file="model.ckpt"),
+        hf_repo=f"depth-anything/prompt-depth-anything-{size}-hf",
+        licence=licence,
+        non_commercial=licence.startswith("CC-BY-NC"),
+        description=f"Prompt Depth Anything ViT-{size[-1].upper()} ({size_name}), metres from a metric depth prompt",
+        needs_prompt=True,
+    )
+
+
+PRESETS.update((preset.name, preset) for preset in (_prompt_preset(size) for size in _PROMPT_SIZES))
+
+
 def get_preset(name: str | Preset) -> Preset:
     """The preset called `name` (a `Preset` passes through); a clear error lists the known names."""
     if isinstance(name, Preset):

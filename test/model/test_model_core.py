@@ -187,7 +187,9 @@ def test_segmentation_engine_returns_logits_at_image_size():
 def test_every_preset_is_consistent():
     for name, preset in PRESETS.items():
         assert preset.name == name
-        if preset.sha256_prefix is None:  # Depth Anything V2: the official names carry no hash
+        if preset.needs_prompt:  # Prompt Depth Anything: every repository's file is model.ckpt, saved renamed
+            assert preset.weights_file == f"{name}.ckpt" and preset.url.endswith("/model.ckpt")
+        elif preset.sha256_prefix is None:  # Depth Anything V2: the official names carry no hash
             assert preset.weights_file == f"{name}.pth" and preset.url.endswith("/" + preset.weights_file)
         else:
             assert preset.weights_file.endswith(f"{preset.sha256_prefix}.pt")
