@@ -82,7 +82,8 @@ class DepthNodeConfig:
     model: str = _param(
         "dpt_hybrid_midas",
         "DPT preset: dpt_hybrid_kitti / dpt_hybrid_nyu give metres on 'depth'; dpt_large_midas / "
-        "dpt_hybrid_midas give relative inverse depth on 'depth/relative'",
+        "dpt_hybrid_midas give relative inverse depth on 'depth/relative'; prompt_depth_anything_vits / _vitl give "
+        "metres from a depth prompt (prompt_source)",
     )
     weights: str = _param("", "weights file; empty = models/<the preset's weights file> under the working directory")
     allow_random_weights: bool = _param(
