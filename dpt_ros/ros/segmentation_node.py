@@ -12,16 +12,18 @@ Topics (relative to the namespace):
   semantic/overlay  sensor_msgs/Image bgr8: image blended with the palette (publish_semantic_overlay)
   semantic/classes  std_msgs/String, latched (transient local): the class table as JSON,
                     {"dataset", "unlabeled_id", "classes": [{"id", "name", "synonyms", "stuff", "color_rgb"}]}
-Run with `ros2 run dpt_ros segmentation_node --ros-args --params-file config/segmentation.yaml`.
+Run with `ros2 run dpt_ros segmentation_node --ros-args --params-file config/segmentation.yaml`;
+`--managed [--autostart]` (before --ros-args) starts the managed (lifecycle) node.
 """
 
 import sys
 
 from dpt_ros.app.segmentation_config import SegmentationNodeConfig
-from dpt_ros.ros.node_shell import NodeKind, ShellNode, run_node
+from dpt_ros.ros.managed import ManagedNode, run
+from dpt_ros.ros.node_shell import NodeKind, ShellNode
 from dpt_ros.ros.segmentation_outputs import CLASSES_QOS, build_segmentation_stages
 
-__all__ = ["CLASSES_QOS", "NODE_NAME", "SEGMENTATION_NODE", "SegmentationNode", "main"]
+__all__ = ["ManagedSegmentationNode", "CLASSES_QOS", "NODE_NAME", "SEGMENTATION_NODE", "SegmentationNode", "main"]
 
 NODE_NAME = "segmentation_node"
 SEGMENTATION_NODE = NodeKind(NODE_NAME, SegmentationNodeConfig, build_segmentation_stages)
@@ -34,9 +36,15 @@ class SegmentationNode(ShellNode):
     KIND = SEGMENTATION_NODE
 
 
+class ManagedSegmentationNode(ManagedNode):
+    """The same node as a managed (lifecycle) node: see dpt_ros.ros.managed."""
+
+    KIND = SEGMENTATION_NODE
+
+
 def main(args: list[str] | None = None) -> int:
     """Console script entry point (exit codes as the depth node's)."""
-    return run_node(SegmentationNode, NODE_NAME, args)
+    return run(SegmentationNode, ManagedSegmentationNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":
