@@ -29,6 +29,7 @@ from dpt_ros.bags.rosbag_io import (
     bag_topics,
     describe_topics,
     iterate_messages,
+    reading_warning,
     stamp_to_ns,
 )
 from dpt_ros.bags.transforms import TransformLookupError, TransformTree
@@ -267,6 +268,7 @@ def decode_frame(pair: PairedFrame, tree: TransformTree, config: DepthNodeConfig
 class BagFrames:
     selection: TopicSelection
     total: int  # images that will be yielded
+    warning: str | None = None  # why the recording was only partly readable (recovered), None when intact
 
 
 def decoded_frames(reader: Any, config: DepthNodeConfig, max_frames: int | None,
@@ -302,4 +304,4 @@ def decoded_frames(reader: Any, config: DepthNodeConfig, max_frames: int | None,
             decoded_any = True
             yield item, inputs, (time.perf_counter() - start) * 1e3
 
-    return BagFrames(selection, total), frames()
+    return BagFrames(selection, total, reading_warning(reader)), frames()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -277,7 +278,9 @@ def describe_topics(topics: list[TopicInfo]) -> str:
 
 def open_bag(path: Path | str) -> Any:
     """An open ``rosbags.highlevel.AnyReader`` for a rosbag2 directory (mcap/sqlite3), a lone ``.mcap``/``.db3``
-    file inside one, or a ROS 1 ``.bag`` file. Every failure becomes a :class:`BagError` naming the path."""
+    file inside one, or a ROS 1 ``.bag`` file. A rosbag2 recording cut short (an mcap without footer, a sqlite3
+    file with torn pages, a missing metadata.yaml) gives a ``dpt_ros.bags.recovery.RecoveredBag`` of what
+    survives (``reading_warning`` says how much). Every other failure becomes a :class:`BagError` naming the path."""
     from rosbags.highlevel import AnyReader
 
     path = Path(path)
@@ -291,8 +294,30 @@ def open_bag(path: Path | str) -> Any:
     try:
         reader.open()
     except Exception as error:  # rosbags raises several unrelated types for damaged files
-        raise BagError(f"cannot read bag {path}: {error}") from None
+        recovered = _recover(path)
+        if recovered is None:
+            raise BagError(f"cannot read bag {path}: {error}") from None
+        return recovered
     return reader
+
+
+def _recover(path: Path) -> Any:
+    """What survives of a rosbag2 directory with one damaged mcap or sqlite3 file (``dpt_ros.bags.recovery``),
+    or None when it is not such a bag or nothing survives."""
+    from dpt_ros.bags.recovery import RecoveredBag, RecoveryError
+
+    storage = sorted(path.glob("*.mcap")) + sorted(path.glob("*.db3")) if path.is_dir() else []
+    if len(storage) != 1:
+        return None
+    try:
+        return RecoveredBag(storage[0], TYPESTORE)
+    except (RecoveryError, OSError, ValueError, struct.error):
+        return None
+
+
+def reading_warning(reader: Any) -> str | None:
+    """Why a bag was only partly read (a recovered, damaged recording), or None for an intact one."""
+    return getattr(reader, "warning", None)
 
 
 def iterate_messages(reader: Any, topics: list[str]) -> Iterator[tuple[str, int, Any]]:

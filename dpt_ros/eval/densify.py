@@ -9,7 +9,8 @@ metres with NaN where they give nothing.
   description of its default pipeline: invert depth (so dilation, a maximum, prefers near points), dilate with
   a 5×5 diamond, close small holes (5×5), fill remaining small holes by a 7×7 dilation, extend each column's
   top-most value to the top of the image, fill large holes by a 31×31 dilation, median blur 5×5 and Gaussian
-  blur 5×5 (kept only where there was depth), invert back.
+  blur 5×5 (kept only where there was depth), invert back. One deliberate difference: the Gaussian blur
+  averages filled pixels only, so holes left at low beam counts do not pull their borders towards 100 m.
 """
 
 from __future__ import annotations
@@ -72,7 +73,13 @@ def ip_basic_fill(sparse: np.ndarray) -> np.ndarray:
     depth[empty] = cv2.dilate(depth, _FULL_31)[empty]
     filled = depth > _EMPTY
     depth = np.where(filled, cv2.medianBlur(depth, 5), depth)
-    depth = np.where(filled, cv2.GaussianBlur(depth, (5, 5), 0), depth)
+    # Gaussian blur of the filled pixels only (normalised convolution): the original blurs the zeros of holes
+    # that survive the fills into their borders, metres-wrong values that only appear at low beam counts
+    filled = depth > _EMPTY
+    weight = cv2.GaussianBlur(filled.astype(np.float32), (5, 5), 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        blurred = cv2.GaussianBlur(np.where(filled, depth, np.float32(0.0)), (5, 5), 0) / weight
+    depth = np.where(filled, blurred, depth).astype(np.float32)
     with np.errstate(invalid="ignore"):
         metres = np.where(depth > _EMPTY, np.float32(IP_BASIC_MAX_DEPTH) - depth, np.float32(np.nan))
     return metres.astype(np.float32)

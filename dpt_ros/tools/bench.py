@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", type=int, default=0, help="also time N cameras batched vs N sequential calls")
     parser.add_argument("--compare-hf", action="store_true", help="time transformers' DPT at the network input size")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--seed", type=int, default=0, help="seeds random weights (when no weights file exists)")
     parser.add_argument("--architecture-overrides", type=json.loads, default={},
                         help='JSON of architecture fields for smoke runs, e.g. {"embed_dim": 64, "depth": 4}')
     args = parser.parse_args(argv)
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.architecture_overrides:
         preset = preset.with_architecture(**args.architecture_overrides)
     weights = args.weights or Path("models") / preset.weights_file
+    torch.manual_seed(args.seed)  # random weights: the same network for one seed
     engine = InferenceEngine(preset, weights, args.device, args.precision, allow_random_weights=True,
                              compile_model=args.compile, cuda_graphs=args.cuda_graphs)
     if engine.random_weights and not preset.is_segmentation:

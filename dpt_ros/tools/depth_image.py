@@ -56,11 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--out", type=Path, default=Path("depth_output"))
     parser.add_argument("--allow-random-weights", action="store_true", help="run without weights (demo only)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds random weights")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
+    import torch
+
     from dpt_ros.model.engine import InferenceEngine
 
+    torch.manual_seed(args.seed)  # random weights: the same network for one seed
     preset = PRESETS[args.preset]
     weights = args.weights or Path("models") / preset.weights_file
     try:

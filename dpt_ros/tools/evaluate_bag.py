@@ -1,13 +1,17 @@
-"""`dpt-ros-eval BAG`: score the depth node's core path on a recorded bag against held-out LiDAR points.
+"""`dpt-ros-eval BAG`: score the depth node's core path on a recorded bag or a KITTI raw drive.
 
 No ROS runtime needed (rosbags + the ROS-free core). Each frame runs exactly what the node runs — the node's
 configuration (`DepthNodeConfig`, from its parameters file and options), its `DepthPipeline` with the same
 inference engine and LiDAR-aligned depth stage (projection, robust scale/shift fit, temporal filter, metres) —
-but the stage only sees the *fitting* part of each scan; the *held-out* part scores the result, together
-with baselines on the same points: plain least squares, median scaling and LiDAR only.
+but the stage only sees the *fitting* part of each scan; the *held-out* part scores the result. With dense
+ground truth (a depth topic, KITTI's annotated depth) every ground-truth pixel is scored too. Baselines
+(plain least squares, median scaling, a metric preset as published, LiDAR-only nearest neighbour and IP-Basic)
+are scored on exactly the same pixels; the methods are a registry (`dpt_ros.eval.methods`). Optionally the
+fitting scan is thinned to fewer beams (`--beams`) and several models are compared (`--model a --model b`).
 
 Writes metrics.json, per_frame.csv, PNG plots and report.md into the run folder (and optionally a bag with
-the depth for RViz / Foxglove). Problems with the bag end with one clear message and exit status 2.
+the depth for RViz / Foxglove). Problems with the input end with one clear message and exit status 2; a
+recording cut short is evaluated as far as it can be read, with a warning.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from dpt_ros.pipeline.prompt_stage import PromptedDepth
 from dpt_ros.prompt.sources import DepthPrompt, prompt_from_lidar
 from dpt_ros.tools.evaluation_report import (
     FrameRecord,
+    Variant,
     beam_sweep,
     headline,
     model_comparison,
@@ -241,18 +246,6 @@ def _record_alignment(record: FrameRecord, node_frame: NodeFrame) -> None:
         record.fit_reason = fit.reason if fit is not None else (aligned.note or "no fit")
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One configuration scored on every frame: a model at a LiDAR density (beams None = as recorded)."""
-
-    model: str
-    beams: int | None
-
-    @property
-    def label(self) -> str:
-        return f"{self.model}, {'all' if self.beams is None else self.beams} beams"
-
-
 class BagEvaluation:
     """One variant's run: feed it the frames in order (the aligner's temporal filter is stateful)."""
 
@@ -261,7 +254,8 @@ class BagEvaluation:
         self.output_kind, self.options = model.output_kind, options
         self.node = NodePath(shared or model.predictor, model.output_kind, options.node_config, model.needs_prompt)
         self.records: list[FrameRecord] = []
-        self.examples: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # index -> rgb, the node's depth
+        # index -> rgb, the node's depth, ground truth
+        self.examples: dict[int, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
         self._previous: tuple[np.ndarray, np.ndarray] | None = None  # rgb, depth of the last scored frame
         self.output = output
 
@@ -282,7 +276,7 @@ class BagEvaluation:
                 record.flicker = static_pixel_flicker(self._previous[0], inputs.rgb, self._previous[1], node_depth)
             self._previous = (inputs.rgb, node_depth)
         if example:
-            self.examples[pair.index] = (inputs.rgb, node_depth)
+            self.examples[pair.index] = (inputs.rgb, node_depth, inputs.ground_truth)
         if self.output is not None and node_depth is not None:
             _write_outputs(self.output, pair.stamp_ns, inputs, node_depth, node_frame.cloud)
         return record
@@ -341,8 +335,12 @@ def open_source(path: Path, options: EvaluationOptions, topics: dict[str, str | 
                 ) -> tuple[BagFrames, Iterator[Any], Callable[[], None]]:
     """A bag or a KITTI raw drive folder as (info, frames as ``decoded_frames`` yields them, close)."""
     if path.is_dir() and is_kitti_drive(path):
+        if topics and topics.get("ground_truth"):
+            raise EvaluationError("--gt-topic is for bags; a KITTI drive's ground truth is a folder (--gt-dir)")
         info, frames = kitti_frames(path, options.max_frames, options.ground_truth)
         return info, frames, lambda: None
+    if options.ground_truth is not None:
+        raise EvaluationError("--gt-dir is for KITTI drives; a bag's ground truth is a topic (--gt-topic)")
     reader = open_bag(path)
     try:
         info, frames = decoded_frames(reader, options.node_config, options.max_frames, topics)
@@ -353,17 +351,16 @@ def open_source(path: Path, options: EvaluationOptions, topics: dict[str, str | 
 
 
 class _Rings:
-    """Each frame's ring per point for the density sweep: the cloud's ring field, else recovered."""
+    """Each frame's ring per point (for the density sweep and whole-beam hold-out): the cloud's ring field,
+    else recovered from the points (``dpt_ros.geometry.rings``); records how and the beam counts seen."""
 
     def __init__(self, options: EvaluationOptions) -> None:
         self.options = options
         self.how: set[str] = set()
         self.native: set[int] = set()
 
-    def keep_masks(self, inputs: FrameInputs, beams: list[int | None]) -> list[np.ndarray]:
-        """(N,) bool per beam setting: the points on the kept rings (None keeps all)."""
-        if beams == [None]:
-            return [np.ones(len(inputs.xyz), bool)]
+    def rings(self, inputs: FrameInputs) -> tuple[np.ndarray, int]:
+        """(N,) int64 ring per point and the LiDAR's beam count."""
         native = self.options.lidar_beams or inputs.n_beams
         if inputs.ring is not None:
             ring, how = np.asarray(inputs.ring).astype(np.int64), "the cloud's ring field"
@@ -376,8 +373,13 @@ class _Rings:
             ring, how = recover_rings(inputs.xyz, native)
         self.how.add(how)
         self.native.add(int(native))
+        return ring, int(native)
+
+    @staticmethod
+    def keep_masks(ring: np.ndarray, native: int, beams: list[int | None]) -> list[np.ndarray]:
+        """(N,) bool per beam setting: the points on the kept rings (None keeps all)."""
         try:
-            return [np.ones(len(inputs.xyz), bool) if n is None else keep_every_kth_ring(ring, beam_stride(native, n))
+            return [np.ones(len(ring), bool) if n is None else keep_every_kth_ring(ring, beam_stride(native, n))
                     for n in beams]
         except ValueError as error:
             raise EvaluationError(str(error)) from None
@@ -422,14 +424,17 @@ def evaluate_models(source: Path, models: list[ModelUnderTest], run_dir: Path,
                     for evaluation in evaluations.values():
                         evaluation.skip(item.index, item.stamp_ns, item.reason)
                     continue
-                held_mask = holdout_mask(len(inputs.xyz), holdout, item.index, inputs.ring)
-                keep = dict(zip(beams, rings.keep_masks(inputs, beams)))
+                ring, native = (rings.rings(inputs) if beams != [None] or holdout.every_kth_beam
+                                else (None, 0))
+                held_mask = holdout_mask(len(inputs.xyz), holdout, item.index, ring)
+                keep = dict(zip(beams, rings.keep_masks(ring, native, beams))) if ring is not None \
+                    else {None: np.ones(len(inputs.xyz), bool)}
                 for variant, evaluation in evaluations.items():
                     record = evaluation.process(item, inputs, held_mask, ~held_mask & keep[variant.beams],
                                                 item.index in example_indices)
                     record.timings_ms = {"decode": decode_ms, **record.timings_ms}
                     evaluation.records.append(record)
-    return _finish(source, run_dir, evaluations, models, info.selection, options, rings)
+    return _finish(source, run_dir, evaluations, models, info.selection, options, rings, info.warning)
 
 
 def evaluate_bag(bag_path: Path, predictor: DepthPredictor, output_kind: str, run_dir: Path,
@@ -464,7 +469,8 @@ def reproduce_node_depth(bag_path: Path, predictor: DepthPredictor, output_kind:
 
 
 def _finish(source: Path, run_dir: Path, evaluations: dict[Variant, BagEvaluation], models: list[ModelUnderTest],
-            selection: TopicSelection, options: EvaluationOptions, rings: _Rings) -> tuple[Path, dict[str, Any]]:
+            selection: TopicSelection, options: EvaluationOptions, rings: _Rings, warning: str | None,
+            ) -> tuple[Path, dict[str, Any]]:
     primary_variant, evaluation = next(iter(evaluations.items()))
     records = evaluation.records
     if not records:
@@ -489,6 +495,7 @@ def _finish(source: Path, run_dir: Path, evaluations: dict[Variant, BagEvaluatio
         "ground_truth": {"source": selection.ground_truth, "crop": options.crop},
         "method_labels": {method.key: method.label for method in options.methods},
         "lidar": {"beams": sorted(rings.native), "rings_from": sorted(rings.how)},
+        "recording_warning": warning,
     }
     summary = summarise(records, context)
     variants = [(variant, summarise(e.records, context)) for variant, e in evaluations.items()]
@@ -500,14 +507,23 @@ def _finish(source: Path, run_dir: Path, evaluations: dict[Variant, BagEvaluatio
         stale.unlink()
     example_files = []
     records_by_index = {r.index: r for r in records}
-    for index, (rgb, depth) in sorted(evaluation.examples.items()):
+    for index, (rgb, depth, truth) in sorted(evaluation.examples.items()):
         record = records_by_index[index]
-        held = record.held_out or PixelSamples(np.zeros(0, int), np.zeros(0, int), np.zeros(0))
-        relative_error = record.predictions["node"] / held.depth - 1.0 if record.held_out else np.zeros(0)
-        abs_rel = ((record.scores.get("node") or record.gt_scores.get("node")).metrics or {}).get("abs_rel", math.nan)
+        if record.held_out is not None or truth is None:  # error at the held-out LiDAR points
+            held = record.held_out or PixelSamples(np.zeros(0, int), np.zeros(0, int), np.zeros(0))
+            rows, cols, reference, scores = held.row, held.col, held.depth, record.scores.get("node")
+            where = "held-out LiDAR points"
+        else:  # error at (every 4th, for legibility) ground-truth pixel
+            rows, cols = (axis[::4] for axis in np.nonzero(np.isfinite(truth)))
+            reference, scores, where = truth[rows, cols], record.gt_scores.get("node"), "ground-truth pixels"
+        with np.errstate(invalid="ignore"):
+            relative_error = (depth[rows, cols] / reference - 1.0 if depth is not None
+                              else np.full(len(rows), np.nan))
+        abs_rel = ((scores.metrics if scores else None) or {}).get("abs_rel", math.nan)
         name = f"example_{index:04d}.png"
-        plot_example(rgb, depth, held.row, held.col, relative_error,
-                     f"frame {index}: AbsRel {abs_rel:.3f} ({primary_variant.label})", run_dir / name)
+        plot_example(rgb, depth, rows, cols, relative_error,
+                     f"frame {index}: AbsRel {abs_rel:.3f} on {where} ({primary_variant.label})", run_dir / name,
+                     where)
         example_files.append(name)
     return write_run_folder(run_dir, records, summary, example_files), summary
 
@@ -691,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    if summary["recording_warning"]:
+        print(f"dpt-ros-eval: warning: {summary['recording_warning']}", file=sys.stderr)
     print(f"report: {report}")
     print(summary["headline"])
     print(one_line_summary(summary))

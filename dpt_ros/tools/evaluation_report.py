@@ -13,9 +13,10 @@ import math
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from dpt_ros.eval.holdout import (
     mean_metrics,
     score_by_range,
 )
+from dpt_ros.eval.methods import DepthMethod
 
 HEADLINE_METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1")
 
@@ -276,6 +278,24 @@ def plot_per_frame(records: list[FrameRecord], labels: dict[str, str], ground_tr
 _TABLE_METRICS = ("abs_rel", "rmse", "delta1")
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One configuration scored on every frame: a model at a LiDAR density (beams None = as recorded)."""
+
+    model: str
+    beams: int | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}, {'all' if self.beams is None else self.beams} beams"
+
+
+class _Model(Protocol):
+    name: str
+    output_kind: str
+    info: dict[str, Any]
+
+
 def _alignment_success(summary: dict[str, Any]) -> float | None:
     scored = summary["frames"]["scored"]
     return summary["alignment_fits"]["succeeded"] / scored if scored else None
@@ -289,7 +309,8 @@ def _latency_ms(summary: dict[str, Any]) -> float | None:
     return float(sum(stages)) if stages else None
 
 
-def beam_sweep(variants: list[tuple[Any, dict[str, Any]]], model: str, methods: Any) -> list[dict[str, Any]]:
+def beam_sweep(variants: list[tuple[Variant, dict[str, Any]]], model: str, methods: Sequence[DepthMethod],
+               ) -> list[dict[str, Any]]:
     """Accuracy vs LiDAR beams for ``model``: one row per beam count (variant.beams, None = as recorded),
     each method's main metrics (``main_metrics``) and the alignment's success rate."""
     rows = []
@@ -303,10 +324,11 @@ def beam_sweep(variants: list[tuple[Any, dict[str, Any]]], model: str, methods: 
     return rows
 
 
-def model_comparison(variants: list[tuple[Any, dict[str, Any]]], models: list[Any], methods: Any,
-                     ) -> list[dict[str, Any]]:
+def model_comparison(variants: list[tuple[Variant, dict[str, Any]]], models: Sequence[_Model],
+                     methods: Sequence[DepthMethod]) -> list[dict[str, Any]]:
     """One row per model at the run's first beam setting: each network method's main metrics, alignment
-    success rate and latency per frame (inference + alignment, ms)."""
+    success rate and latency per frame (inference + alignment, ms). LiDAR-only methods are the same for every
+    model: the report shows them once (``summary["methods"]``)."""
     rows = []
     for model in models:
         variant, summary = next((v, s) for v, s in variants if v.model == model.name)
@@ -314,7 +336,7 @@ def model_comparison(variants: list[tuple[Any, dict[str, Any]]], models: list[An
                      "random_weights": bool(model.info.get("random_weights", False)),
                      "alignment_success_rate": _alignment_success(summary), "latency_ms": _latency_ms(summary),
                      "methods": {m.key: {k: (main_metrics(summary, m.key) or {}).get(k) for k in _TABLE_METRICS}
-                                 for m in methods if m.key in summary["methods"]}})
+                                 for m in methods if m.uses_network and m.key in summary["methods"]}})
     return rows
 
 
@@ -352,7 +374,7 @@ def plot_beam_sweep(summary: dict[str, Any], path: Path) -> None:
         axis.set_xlabel("LiDAR beams given to the methods")
         axis.set_ylabel(f"{name} ({rows[0]['basis'] if rows else ''})")
     axes[0].legend(fontsize=7)
-    figure.suptitle("Accuracy vs LiDAR density", fontsize=10)
+    figure.suptitle("Accuracy vs LiDAR density", fontsize=10, y=1.03)
     _save(figure, path)
     plt.close(figure)
 
@@ -371,7 +393,7 @@ def plot_models(summary: dict[str, Any], path: Path) -> None:
         axis.bar(np.arange(len(rows)), [np.nan if v is None else v for v in values])
         axis.set_xticks(np.arange(len(rows)), names, rotation=20, fontsize=7)
         axis.set_title(title, fontsize=9)
-    figure.suptitle("Model comparison on the same frames and points", fontsize=10)
+    figure.suptitle("Model comparison on the same frames and points", fontsize=10, y=1.03)
     _save(figure, path)
     plt.close(figure)
 
@@ -395,8 +417,9 @@ def plot_scale_shift(records: list[FrameRecord], path: Path) -> None:
 
 
 def plot_example(rgb: np.ndarray, depth: np.ndarray | None, rows: np.ndarray, cols: np.ndarray,
-                 relative_error: np.ndarray, title: str, path: Path) -> None:
-    """image | metric depth | signed relative error (pred/lidar − 1) at the held-out LiDAR pixels."""
+                 relative_error: np.ndarray, title: str, path: Path, where: str = "held-out LiDAR points") -> None:
+    """image | metric depth | signed relative error (pred/reference − 1) at (rows, cols): ``where`` says what
+    the reference is (held-out LiDAR points or ground-truth pixels)."""
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.3))
@@ -408,8 +431,8 @@ def plot_example(rgb: np.ndarray, depth: np.ndarray | None, rows: np.ndarray, co
     axes[1].set_title("depth (the node's output)")
     axes[2].imshow(rgb.mean(axis=2), cmap="gray", vmin=0, vmax=255)
     points = axes[2].scatter(cols, rows, c=relative_error, s=4, cmap="coolwarm", vmin=-0.3, vmax=0.3)
-    figure.colorbar(points, ax=axes[2], fraction=0.035, label="pred / LiDAR − 1")
-    axes[2].set_title("error at held-out LiDAR points")
+    figure.colorbar(points, ax=axes[2], fraction=0.035, label="pred / reference − 1")
+    axes[2].set_title(f"error at {where}")
     for axis in axes:
         axis.axis("off")
     figure.suptitle(title, fontsize=9)
@@ -475,6 +498,10 @@ def _model_rows(summary: dict[str, Any]) -> list[str]:
         name = row["model"] + (" (random weights)" if row["random_weights"] else "")
         lines.append(f"| {name} | " + " | ".join(cells)
                      + f" | {_fmt(row['alignment_success_rate'], 2)} | {_fmt(row['latency_ms'], 1)} |")
+    lidar_only = [(key, data) for key, data in summary["methods"].items() if key not in network]
+    lines += ["", "Without a network, on the same pixels: " + "; ".join(
+        f"{data['label']} AbsRel {_fmt((main_metrics(summary, key) or {}).get('abs_rel'))} / δ1 "
+        f"{_fmt((main_metrics(summary, key) or {}).get('delta1'))}" for key, data in lidar_only) + "."]
     return lines
 
 
@@ -491,6 +518,10 @@ def render_report(summary: dict[str, Any], example_files: list[str]) -> str:
         + (f" — **random weights** (no trained weights found; seeded with --seed {summary['model'].get('seed')}): "
            "the network output is noise, so the DPT numbers show what the LiDAR alignment alone achieves; the "
            "LiDAR-only numbers are real" if summary["model"]["random_weights"] else ""),
+    ]
+    if summary.get("recording_warning"):
+        lines += ["", f"**Warning: {summary['recording_warning']}.**"]
+    lines += [
         "",
         f"Frames: {frames['total']} images, {frames['scored']} scored, {frames['skipped']} skipped. "
         f"Held-out split: {summary['holdout']['description']}; held-out scores use held-out LiDAR points only, at "

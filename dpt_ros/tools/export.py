@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="dpt_hybrid_midas", choices=sorted(PRESETS))
     parser.add_argument("--weights", type=Path, help="official .pt or Hugging Face directory")
     parser.add_argument("--allow-random-weights", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="seeds random weights")
     parser.add_argument("--out", type=Path, required=True, help="output .onnx path")
     parser.add_argument("--check-sizes", default="384x384,384x512", help="HxW list to verify with onnxruntime")
     args = parser.parse_args(argv)
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: give --weights (or --allow-random-weights for a structural export)", file=sys.stderr)
         return 1
     sizes = [tuple(int(v) for v in item.split("x")) for item in args.check_sizes.split(",") if item]
+    torch.manual_seed(args.seed)  # random weights: the same network for one seed
     try:
         model = build_model(args.preset, args.weights)
     except WeightsError as error:

@@ -50,7 +50,7 @@ def test_demo_runs_end_to_end_within_budget(tmp_path):
     if not report.is_absolute():
         report = tmp_path / report
     text = report.read_text()
-    assert "LiDAR only (nearest held-in point)" in text
+    assert "LiDAR only: nearest neighbour" in text
     metrics = json.loads((report.parent / "metrics.json").read_text())
     assert metrics["frames"]["scored"] == metrics["frames"]["total"] == 20
     lidar_only = metrics["methods"]["lidar_only"]["metrics"]
