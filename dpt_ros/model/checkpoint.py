@@ -173,11 +173,16 @@ def hf_to_official(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
         if set(parts) != {"query", "key", "value"}:
             raise WeightsError(f"checkpoint has an incomplete attention projection at {key}: only {sorted(parts)}")
         fused[key] = torch.cat([parts["query"], parts["key"], parts["value"]], dim=0)
-    official = _rename(fused, _hf_templates(state_dict), _INDEX_TO_OFFICIAL)
-    if any(".prompt_depth_layer." in key for key in state_dict):  # a prompt network: add its normalisation
+    return _with_prompt_normalisation(_rename(fused, _hf_templates(state_dict), _INDEX_TO_OFFICIAL))
+
+
+def _with_prompt_normalisation(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A prompt network's state dict with its image normalisation buffers: the ImageNet constants where the
+    file has none (transformers' layout never has them); any other network's unchanged."""
+    if any(".resConfUnit_depth." in key for key in state_dict):
         for name, values in zip(PROMPT_NORMALISATION_BUFFERS, IMAGENET_MEAN_STD):
-            official[name] = torch.tensor(values).view(1, 3, 1, 1)
-    return official
+            state_dict.setdefault(name, torch.tensor(values).view(1, 3, 1, 1))
+    return state_dict
 
 
 def official_to_hf(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -254,7 +259,7 @@ def to_official_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
     state_dict = _without_module_prefix(state_dict)
     if any(k.startswith(("dpt.", "neck.", "backbone.embeddings.")) for k in state_dict):
         state_dict = hf_to_official(state_dict)
-    return {k: v for k, v in state_dict.items() if not k.startswith(UNUSED_OFFICIAL_PREFIXES)}
+    return _with_prompt_normalisation({k: v for k, v in state_dict.items() if not k.startswith(UNUSED_OFFICIAL_PREFIXES)})
 
 
 def _summarise(keys: list[str], limit: int = 8) -> str:

@@ -156,6 +156,10 @@ def test_released_lightning_checkpoint_loads_strictly(shared, tmp_path, prefix):
     load_weights(model, path, "prompt_depth_anything_vits")
     loaded = model.state_dict()
     assert set(loaded) == set(official) and all(torch.equal(loaded[k], official[k]) for k in official)
+    # a file without the normalisation buffers gets the original's constants (ImageNet mean / std)
+    torch.save({"state_dict": {prefix + k: v for k, v in official.items() if not k.startswith("_")}}, path)
+    load_weights(model, path, "prompt_depth_anything_vits")
+    assert torch.equal(model.state_dict()["_mean"], official["_mean"])
 
 
 def test_engine_takes_one_prompt_per_image_and_never_hands_out_unprompted_metres(shared):
