@@ -182,3 +182,19 @@ def test_engine_takes_one_prompt_per_image_and_never_hands_out_unprompted_metres
     with pytest.raises(ValueError, match="takes no depth prompt"):
         InferenceEngine("dpt_hybrid_midas", allow_random_weights=True,
                         input_size=(64, 64)).infer_batch(images[:1], prompts=[prompt])
+
+
+@pytest.mark.parametrize(("size", "features", "published_millions"), [("vits", 64, 25.1), ("vitl", 256, 340.0)])
+def test_parameter_counts_match_the_release(size, features, published_millions):
+    """Depth Anything V2 plus four prompt units (conv 1->F, F->F, F->F, 3x3 with biases); the original's README
+    lists 25.1 M (Small) and 340 M (Large). Built on the meta device: no memory for 340 M weights."""
+    from dpt_ros.model.dpt import build_network
+
+    def count(name: str) -> int:
+        with torch.device("meta"):
+            return sum(p.numel() for p in build_network(get_preset(name)).parameters())
+
+    prompted = count(f"prompt_depth_anything_{size}")
+    unit = (9 * features + features) + 2 * (9 * features * features + features)
+    assert prompted - count(f"depth_anything_v2_metric_hypersim_{size}") == 4 * unit
+    assert round(prompted / 1e6, 1) == published_millions

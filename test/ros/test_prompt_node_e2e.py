@@ -168,5 +168,17 @@ def test_lidar_prompt_gives_metres(peer):
         low, high = float(status["prompt_min_m"]), float(status["prompt_max_m"])
         assert 3.0 - 1e-3 <= low < high <= 6.0 + 1e-3
         assert np.isfinite(depth).all() and low - 1e-3 <= depth.min() and depth.max() <= high + 1e-3
+
+        # a scan of 20 points: too little prompt, relative depth only and the reason
+        sparse_at = header(stamp(40), "colour_optical")
+        sparse_scan = _cloud(header(stamp(40), "lidar"), points[::150])
+        sparse_image = raw_image(sparse_at, pattern_image(WIDTH, HEIGHT), "rgb8")
+        assert publish_until(
+            lambda: (node.publish["lidar/points"].publish(sparse_scan), node.publish["image"].publish(sparse_image)),
+            lambda: node.answered(sparse_at, "depth/relative") and node.answered(sparse_at, "prompt"),
+        )
+        status = _status(node.answered(sparse_at, "prompt"))
+        assert status["prompt_usable"] == "false" and "too little prompt: 48 valid cells" in status["prompt_reason"]
+        assert not node.answered(sparse_at, "depth")
     finally:
         node.close()
