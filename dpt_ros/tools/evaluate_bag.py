@@ -290,8 +290,11 @@ class BagEvaluation:
         sparse = node_frame.sparse_depth  # what the node's fit (or prompt) saw
         if sparse is None:
             sparse = np.full((height, width), np.nan, np.float32)
-        method_inputs = MethodInputs(inputs.rgb, lens.K, node_frame.prediction, self.output_kind, node_depth,
-                                     sparse, config.lidar_max_depth)
+        prompt = node_frame.prompt
+        # a prompt model's prediction is metres only when its prompt was used, else unitless (RELATIVE_DEPTH)
+        kind = self.output_kind if prompt is None else node_frame.depth.kind
+        method_inputs = MethodInputs(inputs.rgb, lens.K, node_frame.prediction, kind, node_depth, sparse,
+                                     config.lidar_max_depth, None if prompt is None else prompt.depth)
         dense = {method.key: method.dense(method_inputs) for method in options.methods}
         dense = {key: values for key, values in dense.items() if values is not None}
         fitting = _pixel_samples_of_sparse(sparse)

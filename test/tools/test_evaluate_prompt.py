@@ -83,6 +83,14 @@ def test_prompt_mode_beside_alignment_and_lidar_only_through_the_density_sweep(t
     assert set(comparison) == {"prompt", "aligned"}
     assert comparison["aligned"]["methods"]["node"]["abs_rel"] < 1e-6
     assert "lidar_only" not in comparison["prompt"]["methods"]  # LiDAR-only is shown once, below the table
+    def abs_rel(beams: int, method: str) -> float | None:
+        return rows[beams]["methods"].get(method, {}).get("abs_rel")
+
+    # the prompt alone (resized to the image) for the prompt model only: blurred across the boards' edges
+    assert 0.0 < abs_rel(32, "prompt_only") < 0.5 and abs_rel(2, "prompt_only") is None
+    assert "prompt_only" not in comparison["aligned"]["methods"]
+    # refused prompts: the unitless output is never taken for metres ("as published" gives nothing then)
+    assert abs_rel(32, "published") < 1e-6 and abs_rel(2, "published") is None
     assert summary["alignment_fits"]["succeeded"] == 4  # the primary variant: 32 beams
     text = report.read_text()
     assert "prompt" in text and "aligned" in text
