@@ -33,8 +33,8 @@ PROMPT_BUFFER_CAPACITY = 10  # ~0.3 s of a 30 Hz depth camera; pairing within pr
 class DepthImagePrompts:
     """Depth images on `topic` with their CameraInfo on `<topic>/camera_info`, paired to colour images.
 
-    T_color_depth: the static depth optical -> colour optical transform, or None (identity for a shared
-    frame_id, else TF). Raises ValueError when TF would be needed but tf2_ros is missing.
+    T_color_depth: the static depth optical -> colour optical transform, or None: the identity for a shared
+    frame_id, else TF at the image stamp (without tf2_ros such a frame gets a refusal with the reason).
     """
 
     def __init__(

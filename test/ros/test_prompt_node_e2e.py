@@ -131,6 +131,26 @@ def test_depth_camera_prompt_gives_metres_with_the_images_header_and_none_withou
         status = _status(node.answered(lonely, "prompt"))
         assert status["prompt_usable"] == "false" and "no prompt depth" in status["prompt_reason"]
         assert not node.answered(lonely, "depth")
+
+        # the depth camera's camera_info for another resolution: a counted bad input, relative depth only
+        wrong = header(stamp(30), "colour_optical")
+        wrong_tof = header(stamp(30), "tof_optical")
+        tof_image.header, wrong_image = wrong_tof, raw_image(wrong, rgb, "rgb8")
+        wrong_info = camera_info(wrong_tof, WIDTH, HEIGHT, focal=FOCAL)  # full size, the image is half
+
+        def send_wrong() -> None:
+            for topic, msg in (("prompt_depth/camera_info", wrong_info), ("prompt_depth", tof_image),
+                               ("image", wrong_image)):
+                node.publish[topic].publish(msg)
+
+        # (the first sends may still meet the old camera_info, topics are not ordered among each other: wait for
+        # the refusal rather than assume which send the node saw first)
+        def refused(msg) -> bool:
+            return msg.header.stamp == wrong.stamp and "invalid prompt depth" in _status(msg)["prompt_reason"]
+
+        assert publish_until(send_wrong, lambda: node.collect["prompt"].find(refused) is not None)
+        assert _status(node.collect["prompt"].find(refused))["prompt_usable"] == "false"
+        assert publish_until(lambda: None, lambda: node.answered(wrong, "depth/relative"), timeout_s=5.0)
     finally:
         node.close()
 
