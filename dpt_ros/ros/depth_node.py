@@ -140,6 +140,8 @@ class DepthNode(Node):
         if self._random_weights():
             banner = "!" * 20
             self.get_logger().warning(f"{banner} RANDOM WEIGHTS: outputs are noise, for demos and tests only {banner}")
+        for notice in {engine.preset.licence_notice for engine in self._engines()} - {None}:
+            self.get_logger().warning(notice)
         watch_config(self, lambda: self._config, self._apply_config)
 
         self._log_limiter = LogLimiter(period_s=10.0)
@@ -497,8 +499,9 @@ def weights_help(error: str, preset: Preset) -> str:
     message = " ".join(error.split())
     if preset.url not in message:
         message += (
-            f" Expected {preset.weights_file} from {preset.url} (SHA-256 starts with {preset.sha256_prefix}); "
-            "see models/README.md"
+            f" Expected {preset.weights_file} from {preset.url}"
+            + (f" (SHA-256 starts with {preset.sha256_prefix})" if preset.sha256_prefix else "")
+            + "; see models/README.md"
         )
     return message
 
