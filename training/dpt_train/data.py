@@ -97,11 +97,11 @@ def normalize_image(image: np.ndarray, mean_std: MeanStd = DPT_MEAN_STD) -> torc
     """(H, W, 3) uint8 RGB -> (3, H, W) float32 normalised per channel on [0, 1] by the preset's (mean, std):
     DPT's mean = std = 0.5 by default, ImageNet's for Depth Anything V2.
 
-    The same normalisation as `dpt_ros.preprocess` (which also resizes; training crops are already
-    network-sized), so a model sees the same numbers in training and in the node.
+    The same arithmetic as `dpt_ros.preprocess` (which also resizes; training crops are already
+    network-sized), so a model sees identical numbers in training and in the node.
     """
-    mean, std = (np.asarray(values, dtype=np.float32) for values in mean_std)
-    normalized = (image.astype(np.float32) / 255.0 - mean) / std
+    mean, std = (np.asarray(values, dtype=np.float64) for values in mean_std)
+    normalized = ((image / 255.0 - mean) / std).astype(np.float32)  # float64 arithmetic, as preprocess
     return torch.from_numpy(np.ascontiguousarray(normalized.transpose(2, 0, 1)))
 
 
