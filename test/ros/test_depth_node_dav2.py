@@ -7,15 +7,19 @@ import json
 
 import numpy as np
 import pytest
+from sensor_msgs.msg import CameraInfo, Image
 
 from support.depth_node_harness import (
     TEST_PARAMETERS,
     DepthNodeUnderTest,
+    NodeProcess,
     RosPeer,
     camera_info,
     header,
     pattern_image,
+    publish_until,
     raw_image,
+    same_stamp,
     stamp,
 )
 
@@ -63,3 +67,29 @@ def test_relative_dav2_publishes_inverse_depth_and_logs_the_licence_once(peer, t
     finally:
         node.process.stop()
     assert node.process.output().count("CC-BY-NC-4.0, non-commercial use only") == 1
+
+
+def test_perception_node_runs_a_dav2_depth_model_beside_segmentation(peer, tmp_path):
+    """perception.launch.py's node (segmentation_node with a depth `model`): metric DA-V2 depth + DPT labels.
+    The one architecture_overrides value shrinks both networks (its fields exist in both architectures)."""
+    parameters = {**PARAMETERS, "model": "depth_anything_v2_metric_hypersim_vits",
+                  "segmentation_model": "dpt_large_ade20k", "max_range": 100.0}
+    process = NodeProcess(parameters, tmp_path, "/dav2_perception", module="dpt_ros.ros.segmentation_node")
+    try:
+        image_pub = peer.publisher(Image, "/dav2_perception/image")
+        info_pub = peer.publisher(CameraInfo, "/dav2_perception/camera_info")
+        outputs = {topic: peer.collect(Image, f"/dav2_perception/{topic}") for topic in ("depth", "semantic/labels")}
+        at = header(stamp(next(_stamps)))
+        image, info = raw_image(at, pattern_image(64, 48), "rgb8"), camera_info(at, 64, 48)
+
+        def send() -> None:
+            info_pub.publish(info)
+            image_pub.publish(image)
+
+        answered = lambda: all(c.find(same_stamp(at.stamp)) for c in outputs.values())  # noqa: E731
+        assert publish_until(send, answered), process.output()
+        depth = outputs["depth"].find(same_stamp(at.stamp))
+        metres = np.frombuffer(bytes(depth.data), "<f4")
+        assert (depth.width, depth.height) == (64, 48) and 0 < metres.min() and metres.max() < 20.0
+    finally:
+        assert process.stop() == 0, process.output()
