@@ -25,7 +25,7 @@ from dpt_ros.pipeline.depth import OutputOptions
 from dpt_ros.prompt.sources import PromptSettings
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-INPUT_SIZE_MULTIPLE = 32
+INPUT_SIZE_MULTIPLE = 32  # DPT's; each preset's own is its architecture's stride (14 for Depth Anything V2)
 MAX_CAMERAS = 8  # one forward pass holds at most this many images: bounds device memory per batch
 # A relative ROS name (slash-separated tokens): the camera's topics live under it in the node's namespace.
 CAMERA_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -67,6 +67,14 @@ def _param(
     return field(default=default, metadata=metadata)
 
 
+def input_size_multiple(model: str) -> int:
+    """Network input sides must be multiples of this for `model` (DPT's 32 where it names no preset)."""
+    from dpt_ros.model.presets import PRESETS
+
+    preset = PRESETS.get(model)
+    return preset.architecture.stride if preset is not None else INPUT_SIZE_MULTIPLE
+
+
 def depth_preset_names() -> tuple[str, ...]:
     """Presets whose output is depth (metric or relative); segmentation presets cannot drive this node."""
     from dpt_ros.model.presets import PRESETS
@@ -100,7 +108,7 @@ class DepthNodeConfig:
         choices=("fp32", "fp16", "bf16"),
     )
     input_size: tuple[int, int] = _param(
-        (0, 0), "network input [width, height], multiples of 32; [0, 0] = the preset's size"
+        (0, 0), "network input [width, height], multiples of 32 (DPT) or 14 (Depth Anything V2); [0, 0] = the preset's size"
     )
     compile: bool = _param(
         False, "torch.compile the network at start-up; the first frame of each new input shape then compiles "
@@ -263,10 +271,11 @@ class DepthNodeConfig:
             raise ValueError(
                 "cuda_graphs needs a CUDA device, but device is 'cpu': set cuda_graphs false or device cuda"
             )
-        if self.input_size != (0, 0) and not all(
-            size > 0 and size % INPUT_SIZE_MULTIPLE == 0 for size in self.input_size
-        ):
-            raise ValueError(f"input_size {list(self.input_size)} must be [0, 0] or positive multiples of 32")
+        multiple = input_size_multiple(self.model)
+        if self.input_size != (0, 0) and not all(size > 0 and size % multiple == 0 for size in self.input_size):
+            raise ValueError(
+                f"input_size {list(self.input_size)} must be [0, 0] or positive multiples of {multiple} for {self.model}"
+            )
         low, high = self.colored_range
         if (low, high) != (0.0, 0.0) and not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise ValueError(

@@ -34,6 +34,10 @@ class PositionEmbeddingResize:
     offset: float | None = None
     antialias: bool = False
 
+    def __post_init__(self) -> None:
+        if self.offset is not None and (self.mode != "bicubic" or self.antialias):
+            raise ValueError("the offset (scale-factor) position-embedding rule is bicubic without antialias")
+
 
 @dataclass(frozen=True)
 class DPTArchitecture:

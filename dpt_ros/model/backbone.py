@@ -108,23 +108,52 @@ class Reassemble(nn.Module):
         return fmap
 
 
+def _cubic_resample_matrix(out_len: int | torch.Tensor, in_len: int, scale: float | torch.Tensor) -> torch.Tensor:
+    """(out_len, in_len) matrix of PyTorch's bicubic resampling (Keys a = -0.75, align_corners=False) by
+    `scale_factor` = scale: output i samples source coordinate (i + 0.5) / scale - 0.5, taps clamped at the
+    edges. Built from tensor ops so that a traced (ONNX) graph recomputes it for every input size."""
+    dst = torch.arange(out_len, dtype=torch.float32)
+    src = (dst + 0.5) * (1.0 / scale) - 0.5  # 1 / scale first (in double when eager), as PyTorch does
+    base = torch.floor(src)
+    t = src - base
+    a = -0.75
+    near = torch.stack((t, 1 - t))  # distances to the two inner taps, in [0, 1]
+    far = near + 1  # distances to the two outer taps, in [1, 2]
+    inner = ((a + 2) * near - (a + 3)) * near * near + 1
+    outer = ((a * far - 5 * a) * far + 8 * a) * far - 4 * a
+    weights = torch.stack((outer[0], inner[0], inner[1], outer[1]))  # taps at base - 1, base, base + 1, base + 2
+    taps = (base[None] + torch.arange(-1, 3, dtype=torch.float32)[:, None]).clamp(0, in_len - 1)
+    columns = torch.arange(in_len, dtype=torch.float32)
+    return ((taps[..., None] == columns) * weights[..., None]).sum(dim=0)
+
+
 def resize_position_embedding(
     pos_embed: torch.Tensor, grid_hw: tuple[int, int], rule: PositionEmbeddingResize
 ) -> torch.Tensor:
-    """(1, 1 + g*g, C) embeddings trained on a g x g grid -> (1, 1 + h*w, C) by `rule` (in float32, as DINOv2)."""
+    """(1, 1 + g*g, C) embeddings trained on a g x g grid -> (1, 1 + h*w, C) by `rule`, in float32.
+
+    The offset rule (DINOv2, Depth Anything V2) leaves the embeddings untouched at the g x g grid, as the
+    original does; elsewhere it is `F.interpolate(scale_factor=((h + o) / g, (w + o) / g), mode="bicubic")`,
+    computed as two resampling matrices so that exported graphs stay exact at every input size.
+    """
     cls_embed, grid_embed = pos_embed[:, :1], pos_embed[0, 1:]
     old = int(math.sqrt(grid_embed.shape[0]))
-    if (old, old) == tuple(grid_hw):
-        return pos_embed
-    grid_embed = grid_embed.float().reshape(1, old, old, -1).permute(0, 3, 1, 2)
+    height, width = grid_hw
+    grid_embed = grid_embed.float().reshape(old, old, -1)
     if rule.offset is None:
-        placement: dict[str, object] = {"size": grid_hw}
+        if (old, old) == (height, width):
+            return pos_embed
+        resized = F.interpolate(
+            grid_embed.permute(2, 0, 1)[None], size=grid_hw, mode=rule.mode, antialias=rule.antialias,
+            align_corners=False,
+        )[0].permute(1, 2, 0)
     else:
-        placement = {"scale_factor": tuple((side + rule.offset) / old for side in grid_hw)}
-    grid_embed = F.interpolate(grid_embed, mode=rule.mode, antialias=rule.antialias, align_corners=False, **placement)
-    if tuple(grid_embed.shape[-2:]) != tuple(grid_hw):  # floor((side + offset) / g * g) must give side back
-        raise ValueError(f"position embedding resize produced {tuple(grid_embed.shape[-2:])}, expected {grid_hw}")
-    grid_embed = grid_embed.permute(0, 2, 3, 1).reshape(1, grid_hw[0] * grid_hw[1], -1).to(pos_embed.dtype)
+        # offset 0 at the pretraining grid makes both matrices exact identities: the original's "no resize".
+        offset = rule.offset * (1 - ((height == old) & (width == old)) * 1.0)
+        rows = _cubic_resample_matrix(height, old, (height + offset) / old)
+        cols = _cubic_resample_matrix(width, old, (width + offset) / old)
+        resized = torch.einsum("hi,ijc,wj->hwc", rows, grid_embed, cols)
+    grid_embed = resized.reshape(1, -1, resized.shape[-1]).to(pos_embed.dtype)
     return torch.cat((cls_embed, grid_embed), dim=1)
 
 

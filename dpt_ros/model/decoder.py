@@ -133,15 +133,18 @@ class DepthAnythingV2Head(nn.Module):
         s = self.scratch
         layers = []
         for level, (project, resize, block_tokens) in enumerate(zip(self.projects, self.resize_layers, tokens), 1):
-            fmap = block_tokens.transpose(1, 2).unflatten(2, grid_hw)
+            # reshape, not unflatten: the ONNX exporter keeps reshape's sizes dynamic.
+            fmap = block_tokens.transpose(1, 2).reshape(block_tokens.shape[0], block_tokens.shape[-1], *grid_hw)
             layers.append(getattr(s, f"layer{level}_rn")(resize(project(fmap))))
         path: torch.Tensor | None = None
         for level in (4, 3, 2, 1):
             skip = layers[level - 1]
             entering = skip if path is None else path
-            residual = fusion_residual(level, tuple(entering.shape[-2:])) if fusion_residual else None
+            # Sizes indexed one by one: a traced (ONNX) graph keeps them dynamic, a sliced torch.Size would not.
+            residual = fusion_residual(level, (entering.shape[-2], entering.shape[-1])) if fusion_residual else None
             # Each block resizes to the next finer map; the finest doubles.
-            size = tuple(layers[level - 2].shape[-2:]) if level > 1 else None
+            finer = layers[level - 2] if level > 1 else None
+            size = (finer.shape[-2], finer.shape[-1]) if finer is not None else None
             block = getattr(s, f"refinenet{level}")
             path = block(skip, size=size, residual=residual) if path is None else block(
                 path, skip, size=size, residual=residual

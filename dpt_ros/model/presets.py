@@ -83,6 +83,16 @@ class Preset:
         return self.download_url or RELEASE_URL + self.weights_file
 
     @property
+    def licence_notice(self) -> str | None:
+        """A one-line warning for weights whose licence forbids commercial use; None otherwise."""
+        if not self.non_commercial:
+            return None
+        return (
+            f"model {self.name}: the weights ({self.weights_file}) are licensed {self.licence}, "
+            "non-commercial use only; see models/README.md"
+        )
+
+    @property
     def is_metric(self) -> bool:
         return self.output_kind == METRIC_DEPTH
 

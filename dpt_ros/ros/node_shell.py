@@ -219,6 +219,8 @@ class NodeShell:
         if any(engine.random_weights for engine in engines):
             banner = "!" * 20
             self.logger.warning(f"{banner} RANDOM WEIGHTS: outputs are noise, for demos and tests only {banner}")
+        for notice in {engine.preset.licence_notice for engine in engines} - {None}:
+            self.logger.warning(notice)
         self._stages = stages
 
     def activate(self) -> None:
@@ -492,8 +494,9 @@ def weights_help(error: str, preset: Preset) -> str:
     message = " ".join(error.split())
     if preset.url not in message:
         message += (
-            f" Expected {preset.weights_file} from {preset.url} (SHA-256 starts with {preset.sha256_prefix}); "
-            "see models/README.md"
+            f" Expected {preset.weights_file} from {preset.url}"
+            + (f" (SHA-256 starts with {preset.sha256_prefix})" if preset.sha256_prefix else "")
+            + "; see models/README.md"
         )
     return message
 

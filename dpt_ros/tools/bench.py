@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dpt_ros.model.architecture import DPTArchitecture
 from dpt_ros.model.engine import InferenceEngine, backproject
 from dpt_ros.model.presets import PRESETS, get_preset
 
@@ -159,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
 
     height, width = (int(v) for v in args.size.split("x"))
     preset = get_preset(args.preset)
+    if args.compare_hf and not isinstance(preset.architecture, DPTArchitecture):
+        print(f"error: --compare-hf times transformers' DPT and supports DPT presets only, not {preset.name}",
+              file=sys.stderr)
+        return 2
     if args.architecture_overrides:
         preset = preset.with_architecture(**args.architecture_overrides)
     weights = args.weights or Path("models") / preset.weights_file
@@ -169,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         # Random weights often leave the head's final ReLU all-zero; a positive last bias keeps the
         # depth map informative so the precision comparison below measures something.
         with torch.no_grad():
-            engine.model.scratch.output_conv[4].bias.fill_(1.0)
+            engine.model.depth_output_conv().bias.fill_(1.0)
     device = engine.device
     image = sample_image(height, width)
     K = torch.tensor([[0.8 * width, 0, width / 2], [0, 0.8 * width, height / 2], [0, 0, 1]], device=device)

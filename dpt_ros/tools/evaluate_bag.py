@@ -689,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.weights and args.model and len(args.model) > 1:
             raise ValueError("--weights names one file: compare several models with their default weights files")
         holdout = HoldoutConfig(args.holdout_fraction, args.holdout_every_kth_beam, args.seed)
-        config = node_config_from_args(args)
+        config = node_config_from_args(args, args.model[0] if args.model else None)  # the first model's size rules
         options = EvaluationOptions(
             holdout=holdout, node_config=config, min_depth=args.min_depth,
             max_depth=args.max_depth, max_frames=args.max_frames, n_examples=args.examples,

@@ -21,13 +21,15 @@ def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:
 
 
 def verify_file(preset: Preset, path: Path, load: bool) -> tuple[bool, str]:
-    """(ok, one-line verdict) for one preset's file: present, SHA-256 matches, optionally loads."""
+    """(ok, one-line verdict) for one preset's file: present, SHA-256 matches the published prefix, and loads
+    into its network (when `load`, or always where no hash is published, as for Depth Anything V2)."""
     if not path.is_file():
         return False, f"MISSING  {path} (download {preset.url})"
     digest = sha256_of(path)
-    if not digest.startswith(preset.sha256_prefix):
+    if preset.sha256_prefix is not None and not digest.startswith(preset.sha256_prefix):
         return False, f"BAD HASH {path}: sha256 {digest} does not start with {preset.sha256_prefix}"
-    if load:
+    # Without a published hash only loading the file into its network can tell a right file from a wrong one.
+    if load or preset.sha256_prefix is None:
         from dpt_ros.model.checkpoint import WeightsError
         from dpt_ros.model.dpt import build_model
 
@@ -41,7 +43,7 @@ def verify_file(preset: Preset, path: Path, load: bool) -> tuple[bool, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dpt-ros-weights", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="presets, their weight files, download URLs and SHA-256 prefixes")
+    sub.add_parser("list", help="presets, their weight files, presence, licences and download URLs")
     verify = sub.add_parser("verify", help="check the files present in the models directory")
     verify.add_argument("presets", nargs="*", help="presets to check (default: every preset whose file is present)")
     verify.add_argument("--load", action="store_true", help="also load each file into its network")
@@ -52,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         for preset in PRESETS.values():
             present = "present" if (args.models_dir / preset.weights_file).is_file() else "absent"
-            print(f"{preset.name:18s} {preset.output_kind:23s} {preset.weights_file:30s} {present:8s} {preset.url}")
+            print(
+                f"{preset.name:39s} {preset.output_kind:23s} {preset.weights_file:43s} {present:8s} "
+                f"{preset.licence:13s} {preset.url}"
+            )
         return 0
 
     unknown = [name for name in args.presets if name not in PRESETS]
@@ -69,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     for preset in chosen:
         ok, verdict = verify_file(preset, args.models_dir / preset.weights_file, args.load)
         all_ok &= ok
-        print(f"{preset.name:18s} {verdict}")
+        print(f"{preset.name:39s} {verdict}")
     return 0 if all_ok else 1
 
 

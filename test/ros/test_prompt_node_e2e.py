@@ -41,7 +41,7 @@ TINY_PROMPT_MODEL = {
 }
 BASE = {
     "model": "prompt_depth_anything_vits", "allow_random_weights": True, "device": "cpu", "qos_in": "reliable",
-    "architecture_overrides": json.dumps(TINY_PROMPT_MODEL), "input_size": [64, 64],
+    "architecture_overrides": json.dumps(TINY_PROMPT_MODEL), "input_size": [56, 56],
 }
 OUTPUTS = (("depth", Image), ("depth/relative", Image), ("prompt", DiagnosticArray))
 

@@ -100,7 +100,7 @@ def test_cli_evaluates_a_reduced_random_prompt_model_beside_an_aligned_one(truth
     tiny = ('{"embed_dim": 32, "depth": 4, "num_heads": 2, "pretrain_grid": 4, "taps": [0, 1, 2, 3], '
             '"reassemble_channels": [8, 16, 32, 32], "features": 16, "head_hidden": 8}')
     code = main([str(truth_bag), "--run-dir", str(tmp_path / "run"), "--no-progress", "--allow-random-weights",
-                 "--model", "prompt_depth_anything_vits", "--architecture-overrides", tiny, "--input-size", "64", "64",
+                 "--model", "prompt_depth_anything_vits", "--architecture-overrides", tiny, "--input-size", "56", "56",
                  "--holdout-fraction", "0", "--gt-topic", GROUND_TRUTH_TOPIC, "--beams", "32,8", "--max-frames", "2"])
     assert code == 0, capsys.readouterr().err
     summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
