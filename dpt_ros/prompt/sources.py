@@ -39,7 +39,7 @@ class PromptSettings:
     min_valid_fraction: float = 0.01
     min_span_m: float = 0.05
     min_range: float = 0.5  # LiDAR returns closer than this (mount, ego vehicle) are dropped
-    max_range: float = 120.0
+    max_range: float = 120.0  # LiDAR range, or a depth image's depth, beyond which data is dropped
 
     def __post_init__(self) -> None:
         if self.long_side < 2 or self.method not in DENSIFY_METHODS:
