@@ -13,6 +13,7 @@ from dpt_ros.model.engine import InferenceEngine
 from dpt_ros.model.presets import Preset, get_preset, resolve_weights_path
 from dpt_ros.pipeline.depth import DepthPipeline, DepthStage, ModelOutputDepth
 from dpt_ros.pipeline.lidar_stage import LidarAlignedDepth
+from dpt_ros.pipeline.prompt_stage import PromptedDepth
 
 # Builds an inference engine from InferenceEngine's constructor arguments: InferenceEngine itself in the
 # nodes and tools; tests hand a node a factory of stand-in engines instead.
@@ -32,7 +33,8 @@ def build_depth_pipeline(
     preset = configured_preset(config, config.model)
     input_size = None if config.input_size == (0, 0) else config.input_size
     engine = build_engine(config, preset, config.weights, input_size, on_graph_capture, engine_factory)
-    return DepthPipeline(engine, depth_stage(config, preset.output_kind)), engine
+    stage = PromptedDepth() if preset.needs_prompt else depth_stage(config, preset.output_kind)
+    return DepthPipeline(engine, stage), engine
 
 
 def configured_preset(config: DepthNodeConfig, name: str) -> Preset:
@@ -66,7 +68,8 @@ def build_engine(
 
 
 def depth_stage(config: DepthNodeConfig, output_kind: str) -> DepthStage:
-    """The model's own output, or (lidar_alignment) the LiDAR-aligned stage for it."""
+    """The model's own output, or (lidar_alignment) the LiDAR-aligned stage for it. (Prompt presets take their
+    metres from the prompt inside the network: `PromptedDepth`.)"""
     if config.lidar_alignment:
         return LidarAlignedDepth(LidarAligner(output_kind, config.lidar_settings()))
     return ModelOutputDepth(output_kind)

@@ -22,9 +22,10 @@ from dpt_ros.alignment.temporal_filter import TemporalFilterConfig
 from dpt_ros.geometry.transforms import transform_from_parameter
 from dpt_ros.model.presets import METRIC_DEPTH, RELATIVE_INVERSE_DEPTH
 from dpt_ros.pipeline.depth import OutputOptions
+from dpt_ros.prompt.sources import PromptSettings
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-INPUT_SIZE_MULTIPLE = 32
+INPUT_SIZE_MULTIPLE = 32  # DPT's; each preset's own is its architecture's stride (14 for Depth Anything V2)
 MAX_CAMERAS = 8  # one forward pass holds at most this many images: bounds device memory per batch
 # A relative ROS name (slash-separated tokens): the camera's topics live under it in the node's namespace.
 CAMERA_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -66,6 +67,14 @@ def _param(
     return field(default=default, metadata=metadata)
 
 
+def input_size_multiple(model: str) -> int:
+    """Network input sides must be multiples of this for `model` (DPT's 32 where it names no preset)."""
+    from dpt_ros.model.presets import PRESETS
+
+    preset = PRESETS.get(model)
+    return preset.architecture.stride if preset is not None else INPUT_SIZE_MULTIPLE
+
+
 def depth_preset_names() -> tuple[str, ...]:
     """Presets whose output is depth (metric or relative); segmentation presets cannot drive this node."""
     from dpt_ros.model.presets import PRESETS
@@ -81,7 +90,8 @@ class DepthNodeConfig:
     model: str = _param(
         "dpt_hybrid_midas",
         "DPT preset: dpt_hybrid_kitti / dpt_hybrid_nyu give metres on 'depth'; dpt_large_midas / "
-        "dpt_hybrid_midas give relative inverse depth on 'depth/relative'",
+        "dpt_hybrid_midas give relative inverse depth on 'depth/relative'; prompt_depth_anything_vits / _vitl give "
+        "metres from a depth prompt (prompt_source)",
     )
     weights: str = _param("", "weights file; empty = models/<the preset's weights file> under the working directory")
     allow_random_weights: bool = _param(
@@ -98,7 +108,7 @@ class DepthNodeConfig:
         choices=("fp32", "fp16", "bf16"),
     )
     input_size: tuple[int, int] = _param(
-        (0, 0), "network input [width, height], multiples of 32; [0, 0] = the preset's size"
+        (0, 0), "network input [width, height], multiples of 32 (DPT) or 14 (Depth Anything V2); [0, 0] = the preset's size"
     )
     compile: bool = _param(
         False, "torch.compile the network at start-up; the first frame of each new input shape then compiles "
@@ -210,6 +220,47 @@ class DepthNodeConfig:
         "at the image's resolution",
     )
 
+    # Depth prompts for prompt presets (docs/prompt_depth.md)
+    prompt_source: str = _param(
+        "lidar",
+        "prompt presets (prompt_depth_anything_*) only: where the metric depth prompt comes from. lidar: the scan on "
+        "'lidar/points' (lidar_to_camera, lidar_max_dt, lidar_min_range, lidar_max_range apply) projected onto the "
+        "prompt grid and densified; depth_image: a depth camera's Image on 'prompt_depth' (16UC1 mm or 32FC1 m) with "
+        "its CameraInfo on 'prompt_depth/camera_info', reprojected into the colour camera",
+        choices=("lidar", "depth_image"),
+    )
+    prompt_to_camera: tuple[float, ...] = _param(
+        (0.0,) * 7,
+        "transform from the depth camera's optical frame to the colour camera's: [x, y, z, qx, qy, qz, qw] or 16 "
+        "values of a 4x4 row-major matrix; all zeros = identity when both images carry the same frame_id, else TF "
+        "(needs tf2_ros) at each image stamp",
+        lengths=(7, 16),
+    )
+    prompt_max_dt: float = _param(
+        0.1, "seconds; an image is paired with the prompt depth image nearest in time within this", low=0.0, high=1.0
+    )
+    prompt_densify: str = _param(
+        "morphological",
+        "how empty prompt-grid cells are filled: morphological (nearest surface grows 2 cells, then nearest fill) or "
+        "nearest (nearest valid cell)",
+        choices=("morphological", "nearest"),
+    )
+    prompt_long_side: int = _param(
+        256, "cells on the longer side of the prompt grid (the released models saw 192 x 256 prompts)",
+        low=16, high=2048,
+    )
+    prompt_min_cells: int = _param(
+        64, "fewer valid prompt-grid cells than this -> no metres for that frame (relative depth only)",
+        low=1, high=1000000,
+    )
+    prompt_min_fraction: float = _param(
+        0.01, "fraction of the prompt grid that must hold valid depth, else relative depth only", low=0.0, high=1.0
+    )
+    prompt_min_span: float = _param(
+        0.05, "metres; a prompt whose depths span less than this cannot be normalised -> relative depth only",
+        low=0.001, high=1000.0,
+    )
+
     def __post_init__(self) -> None:
         for spec in parameter_specs(type(self)):
             _check_spec(spec, getattr(self, spec.name))
@@ -220,10 +271,11 @@ class DepthNodeConfig:
             raise ValueError(
                 "cuda_graphs needs a CUDA device, but device is 'cpu': set cuda_graphs false or device cuda"
             )
-        if self.input_size != (0, 0) and not all(
-            size > 0 and size % INPUT_SIZE_MULTIPLE == 0 for size in self.input_size
-        ):
-            raise ValueError(f"input_size {list(self.input_size)} must be [0, 0] or positive multiples of 32")
+        multiple = input_size_multiple(self.model)
+        if self.input_size != (0, 0) and not all(size > 0 and size % multiple == 0 for size in self.input_size):
+            raise ValueError(
+                f"input_size {list(self.input_size)} must be [0, 0] or positive multiples of {multiple} for {self.model}"
+            )
         low, high = self.colored_range
         if (low, high) != (0.0, 0.0) and not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise ValueError(
@@ -241,9 +293,11 @@ class DepthNodeConfig:
                 "lidar_alignment works with a single camera only (one LiDAR fit and filter per node): leave cameras "
                 "empty and run one node per camera"
             )
+        self._check_prompt_preset()
         if self.lidar_min_range > self.lidar_max_range:
             raise ValueError(f"lidar_min_range {self.lidar_min_range} exceeds lidar_max_range {self.lidar_max_range}")
         self.lidar_extrinsic()  # raises for a malformed lidar_to_camera
+        self.prompt_extrinsic()  # raises for a malformed prompt_to_camera
         if self.architecture_overrides:
             self.parsed_architecture_overrides()
             if not self.allow_random_weights:
@@ -253,6 +307,21 @@ class DepthNodeConfig:
         """`model` must be a depth preset (a subclass may also allow none)."""
         if self.model not in depth_preset_names():
             raise ValueError(f"model {self.model!r} is not a depth preset; use one of {list(depth_preset_names())}")
+
+    def _check_prompt_preset(self) -> None:
+        """A prompt preset takes its metres from the prompt: one camera, no LiDAR alignment on top."""
+        from dpt_ros.model.presets import PRESETS
+
+        preset = PRESETS.get(self.model)
+        if preset is None or not preset.needs_prompt:
+            return
+        if self.lidar_alignment:
+            raise ValueError(
+                f"{self.model} takes the LiDAR (or a depth image) as its prompt: leave lidar_alignment false and "
+                "choose the prompt with prompt_source"
+            )
+        if self.cameras:
+            raise ValueError(f"{self.model} works with a single camera only (one prompt per node): leave cameras empty")
 
     def parsed_architecture_overrides(self) -> dict[str, Any]:
         """architecture_overrides as a dict; lists become tuples (the architecture's field types)."""
@@ -284,6 +353,27 @@ class DepthNodeConfig:
             return transform_from_parameter(self.lidar_to_camera)
         except ValueError as error:
             raise ValueError(f"lidar_to_camera: {error}") from None
+
+    def prompt_extrinsic(self) -> np.ndarray | None:
+        """T_color_depth (4x4) from prompt_to_camera, or None when it is all zeros (same frame or TF)."""
+        if not any(self.prompt_to_camera):
+            return None
+        try:
+            return transform_from_parameter(self.prompt_to_camera)
+        except ValueError as error:
+            raise ValueError(f"prompt_to_camera: {error}") from None
+
+    def prompt_settings(self) -> PromptSettings:
+        """How prompts are built and refused, from the prompt_* (and, for LiDAR prompts, lidar_*_range) parameters."""
+        return PromptSettings(
+            long_side=self.prompt_long_side,
+            method=self.prompt_densify,
+            min_valid_cells=self.prompt_min_cells,
+            min_valid_fraction=self.prompt_min_fraction,
+            min_span_m=self.prompt_min_span,
+            min_range=self.lidar_min_range,
+            max_range=self.lidar_max_range,
+        )
 
     def lidar_settings(self) -> LidarAlignmentSettings:
         """The LiDAR aligner's settings from the lidar_* parameters."""

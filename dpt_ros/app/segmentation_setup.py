@@ -14,7 +14,7 @@ from dpt_ros.app.segmentation_config import SegmentationNodeConfig
 from dpt_ros.model.engine import InferenceEngine
 from dpt_ros.pipeline.depth import DepthPipeline
 from dpt_ros.pipeline.segmentation import SegmentationStage
-from dpt_ros.pipeline.shared_input import SharedInputBackend, SharedNetworkInput
+from dpt_ros.pipeline.shared_input import SharedInputBackend, SharedNetworkInput, why_not_shareable
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,9 @@ def build_segmentation(
     build_depth_pipeline.
 
     With depth, the segmentation network runs at the depth network's input size unless `input_size`
-    is set, so that one preprocessed input feeds both (DPT runs at any multiple of 32).
+    is set, so that one preprocessed input feeds both (DPT runs at any multiple of 32); networks whose
+    inputs differ anyway (a Depth Anything V2 depth model: multiples of 14, ImageNet normalisation) each
+    prepare their own.
     """
     table = config.loaded_class_table()
     depth_pipeline, depth_engine = depth if depth is not None else (None, None)
@@ -61,6 +63,8 @@ def build_segmentation(
     segmentation = SegmentationStage(engine, table)
     if depth_pipeline is None or depth_engine is None:
         return SegmentationSetup(segmentation, engine)
+    if why_not_shareable([depth_engine, engine]):  # e.g. a Depth Anything V2 depth model: each prepares its own
+        return SegmentationSetup(segmentation, engine, depth_pipeline, depth_engine)
     shared_input = SharedNetworkInput([depth_engine, engine])
     depth_pipeline = DepthPipeline(
         SharedInputBackend(depth_engine, shared_input), depth_pipeline.depth_stage, depth_pipeline.channel_providers

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from dpt_ros.alignment.fit import DEPTH, INVERSE_DEPTH, fit_samples, to_metric
@@ -28,6 +29,8 @@ class MethodInputs:
     node_depth: (H, W) float32 metres the node published for this frame, or None when it gave no metres.
     sparse: (H, W) float32 metres of the LiDAR points the node's fit saw (its z-buffered projection), NaN
         where none landed. max_depth: metres, the node's cap on metric output.
+    prompt: a prompt model's dense (h, w) metre prompt as the network got it, None otherwise (other models, or
+        a refused prompt; then ``output_kind`` is the unitless RELATIVE_DEPTH, never metres).
     """
 
     rgb: np.ndarray
@@ -37,6 +40,7 @@ class MethodInputs:
     node_depth: np.ndarray | None
     sparse: np.ndarray
     max_depth: float
+    prompt: np.ndarray | None = None
 
     def sparse_samples(self) -> tuple[np.ndarray, np.ndarray]:
         """(M,) prediction values and (M,) LiDAR metres at the LiDAR pixels."""
@@ -97,6 +101,15 @@ def as_published(inputs: MethodInputs) -> np.ndarray | None:
                         np.float32(np.nan)).astype(np.float32)
 
 
+def prompt_only(inputs: MethodInputs) -> np.ndarray | None:
+    """A prompt model's prompt itself, resized bilinearly to the image: what the network adds is the difference
+    to this row. None for other models and for frames whose prompt was refused."""
+    if inputs.prompt is None:
+        return None
+    height, width = inputs.prediction.shape
+    return cv2.resize(inputs.prompt, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def lidar_nearest(inputs: MethodInputs) -> np.ndarray | None:
     return nearest_neighbour_fill(inputs.sparse)
 
@@ -113,6 +126,7 @@ DEFAULT_METHODS: tuple[DepthMethod, ...] = (
     DepthMethod("least_squares", "DPT + plain least squares", True, least_squares),
     DepthMethod("median_scaling", "DPT + median scaling", True, median_scaling),
     DepthMethod("published", "DPT metric preset as published (no LiDAR)", True, as_published),
+    DepthMethod("prompt_only", "the prompt alone (densified grid, bilinear; prompt models)", True, prompt_only),
     DepthMethod(LIDAR_ONLY, "LiDAR only: nearest neighbour", False, lidar_nearest),
     DepthMethod("ip_basic", "LiDAR only: IP-Basic morphological fill", False, lidar_ip_basic),
 )

@@ -1,8 +1,9 @@
-"""Architecture description of a DPT network, as plain data.
+"""Architecture descriptions of the DPT-family networks, as plain data.
 
-A `DPTArchitecture` says everything needed to instantiate the network (and nothing about weights or
-preprocessing, which belong to a `Preset`). The three released variants are values of this class,
-not code paths: see `presets.py`.
+A `DPTArchitecture` (DPT, Ranftl et al. 2021) or `DepthAnythingV2Architecture` (Yang et al. 2024: a
+DINOv2 ViT with a DPT head) says everything needed to instantiate the network and nothing about weights
+or preprocessing, which belong to a `Preset`. The released variants are values of these classes, not
+code paths: see `presets.py`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,25 @@ HeadKind = Literal["depth", "segmentation"]
 #   "official":     (w - mean) / (std + 1e-5)      -- timm 0.4.5, what the released DPT weights were trained with
 #   "transformers": (w - mean) / sqrt(var + 1e-8)  -- current timm and Hugging Face transformers
 WeightStandardization = Literal["official", "transformers"]
+
+
+@dataclass(frozen=True)
+class PositionEmbeddingResize:
+    """How position embeddings trained on a g x g patch grid are resized to an h x w grid.
+
+    offset None: `interpolate(size=(h, w))`, as the official DPT code.
+    offset o:    `interpolate(scale_factor=((h + o) / g, (w + o) / g))`, as DINOv2 and the original Depth
+        Anything V2 code; the scale factor itself (not h / g) then sets the sampling positions, so the
+        embeddings differ from the size-based rule at every non-square grid.
+    """
+
+    mode: Literal["bilinear", "bicubic"] = "bilinear"
+    offset: float | None = None
+    antialias: bool = False
+
+    def __post_init__(self) -> None:
+        if self.offset is not None and (self.mode != "bicubic" or self.antialias):
+            raise ValueError("the offset (scale-factor) position-embedding rule is bicubic without antialias")
 
 
 @dataclass(frozen=True)
@@ -49,6 +69,7 @@ class DPTArchitecture:
     resnet_channels: tuple[int, int, int] = (256, 512, 1024)
     weight_standardization: WeightStandardization = "official"
     layer_norm_eps: float = 1e-6
+    pos_embed_resize: PositionEmbeddingResize = PositionEmbeddingResize()
 
     def __post_init__(self) -> None:
         expected_taps = 2 if self.backbone == "vit_hybrid" else 4
@@ -86,3 +107,59 @@ class DPTArchitecture:
     def stride(self) -> int:
         """Input sides must be multiples of this (the deepest reassembled map is at 1/32)."""
         return 2 * self.patch_size
+
+
+@dataclass(frozen=True)
+class DepthAnythingV2Architecture:
+    """Hyper-parameters of a Depth Anything V2 network: DINOv2 ViT encoder + DPT head.
+
+    taps: 0-based ViT blocks whose tokens, after the final LayerNorm and without the class token, feed
+        the head (the original's `get_intermediate_layers(..., norm=True)`, `use_clstoken=False`).
+    reassemble_channels: widths of the head's four 1x1 projections (`depth_head.projects`), which are then
+        resampled x4, x2, x1, x0.5 (`depth_head.resize_layers`).
+    features: width of the fusion blocks (64 / 128 / 256 for ViT-S / B / L).
+    pretrain_grid: the position embeddings' grid (518 / 14 = 37).
+    max_depth: None for the relative head (ReLU, affine-invariant inverse depth); metres for the metric
+        head (Sigmoid x max_depth).
+    """
+
+    embed_dim: int = 384
+    depth: int = 12
+    num_heads: int = 6
+    mlp_ratio: float = 4.0
+    patch_size: int = 14
+    pretrain_grid: int = 37
+    taps: tuple[int, ...] = (2, 5, 8, 11)
+    reassemble_channels: tuple[int, int, int, int] = (48, 96, 192, 384)
+    features: int = 64
+    head_hidden: int = 32
+    max_depth: float | None = None
+    layer_norm_eps: float = 1e-6
+    pos_embed_resize: PositionEmbeddingResize = PositionEmbeddingResize(mode="bicubic", offset=0.1)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if len(self.taps) != 4 or any(not 0 <= t < self.depth for t in self.taps) or list(self.taps) != sorted(
+            set(self.taps)
+        ):
+            problems.append(f"taps {self.taps} must be 4 increasing block indices in [0, {self.depth})")
+        if len(self.reassemble_channels) != 4:
+            problems.append(f"reassemble_channels needs 4 values, got {self.reassemble_channels}")
+        if self.embed_dim % self.num_heads:
+            problems.append(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        if self.max_depth is not None and not self.max_depth > 0:
+            problems.append(f"max_depth must be positive metres or None (relative), got {self.max_depth}")
+        if problems:
+            raise ValueError("invalid Depth Anything V2 architecture: " + "; ".join(problems))
+
+    @property
+    def head(self) -> HeadKind:
+        return "depth"
+
+    @property
+    def stride(self) -> int:
+        """Input sides must be multiples of the patch size; the head's fusion blocks resize to explicit sizes."""
+        return self.patch_size
+
+
+Architecture = DPTArchitecture | DepthAnythingV2Architecture

@@ -1,4 +1,5 @@
-"""The DPT encoder: a timm ViT (optionally on a ResNet-50 stem) and the reassemble operations.
+"""The encoders: DPT's timm ViT (optionally on a ResNet-50 stem) with its reassemble operations, and
+Depth Anything V2's DINOv2 ViT.
 
 Module names follow the official DPT code (`pretrained.model...`, `pretrained.act_postprocessN...`),
 so the released state dicts load without renaming. Unlike the official code, intermediate tokens are
@@ -19,7 +20,7 @@ from timm.models.resnetv2 import ResNetV2
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from dpt_ros.model.architecture import DPTArchitecture
+from dpt_ros.model.architecture import DepthAnythingV2Architecture, DPTArchitecture, PositionEmbeddingResize
 
 
 class StdConv2dSameOfficial(StdConv2dSame):
@@ -74,6 +75,16 @@ def _make_readout(kind: str, embed_dim: int) -> nn.Module:
     return {"project": lambda: ProjectReadout(embed_dim), "add": AddReadout, "ignore": IgnoreReadout}[kind]()
 
 
+def make_resample(channels: int, factor: float) -> nn.Module:
+    """The reassemble resampling by `factor`: x4 / x2 transposed conv, identity, or 3x3 stride-2 conv (x0.5)."""
+    if factor > 1:
+        k = int(factor)
+        return nn.ConvTranspose2d(channels, channels, kernel_size=k, stride=k)
+    if factor < 1:
+        return nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1)
+    return nn.Identity()
+
+
 class Reassemble(nn.Module):
     """Tokens (N, 1 + h*w, C) -> feature map (N, channels, h*f, w*f) for a resample factor f.
 
@@ -85,11 +96,8 @@ class Reassemble(nn.Module):
         super().__init__()
         self.add_module("0", _make_readout(readout, embed_dim))
         self.add_module("3", nn.Conv2d(embed_dim, channels, kernel_size=1))
-        if factor > 1:
-            k = int(factor)
-            self.add_module("4", nn.ConvTranspose2d(channels, channels, kernel_size=k, stride=k))
-        elif factor < 1:
-            self.add_module("4", nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1))
+        if factor != 1:
+            self.add_module("4", make_resample(channels, factor))
 
     def forward(self, tokens: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
         patches = getattr(self, "0")(tokens)
@@ -100,16 +108,69 @@ class Reassemble(nn.Module):
         return fmap
 
 
-def resize_position_embedding(pos_embed: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
-    """(1, 1 + g*g, C) embeddings trained on a g x g grid -> (1, 1 + h*w, C), bilinear as the official code."""
+def _cubic_resample_matrix(out_len: int | torch.Tensor, in_len: int, scale: float | torch.Tensor) -> torch.Tensor:
+    """(out_len, in_len) matrix of PyTorch's bicubic resampling (Keys a = -0.75, align_corners=False) by
+    `scale_factor` = scale: output i samples source coordinate (i + 0.5) / scale - 0.5, taps clamped at the
+    edges. Built from tensor ops so that a traced (ONNX) graph recomputes it for every input size."""
+    dst = torch.arange(out_len, dtype=torch.float32)
+    src = (dst + 0.5) * (1.0 / scale) - 0.5  # 1 / scale first (in double when eager), as PyTorch does
+    base = torch.floor(src)
+    t = src - base
+    a = -0.75
+    near = torch.stack((t, 1 - t))  # distances to the two inner taps, in [0, 1]
+    far = near + 1  # distances to the two outer taps, in [1, 2]
+    inner = ((a + 2) * near - (a + 3)) * near * near + 1
+    outer = ((a * far - 5 * a) * far + 8 * a) * far - 4 * a
+    weights = torch.stack((outer[0], inner[0], inner[1], outer[1]))  # taps at base - 1, base, base + 1, base + 2
+    taps = (base[None] + torch.arange(-1, 3, dtype=torch.float32)[:, None]).clamp(0, in_len - 1)
+    columns = torch.arange(in_len, dtype=torch.float32)
+    return ((taps[..., None] == columns) * weights[..., None]).sum(dim=0)
+
+
+def resize_position_embedding(
+    pos_embed: torch.Tensor, grid_hw: tuple[int, int], rule: PositionEmbeddingResize
+) -> torch.Tensor:
+    """(1, 1 + g*g, C) embeddings trained on a g x g grid -> (1, 1 + h*w, C) by `rule`, in float32.
+
+    The offset rule (DINOv2, Depth Anything V2) leaves the embeddings untouched at the g x g grid, as the
+    original does; elsewhere it is `F.interpolate(scale_factor=((h + o) / g, (w + o) / g), mode="bicubic")`,
+    computed as two resampling matrices so that exported graphs stay exact at every input size.
+    """
     cls_embed, grid_embed = pos_embed[:, :1], pos_embed[0, 1:]
     old = int(math.sqrt(grid_embed.shape[0]))
-    if (old, old) == tuple(grid_hw):
-        return pos_embed
-    grid_embed = grid_embed.reshape(1, old, old, -1).permute(0, 3, 1, 2)
-    grid_embed = F.interpolate(grid_embed, size=grid_hw, mode="bilinear", align_corners=False)
-    grid_embed = grid_embed.permute(0, 2, 3, 1).reshape(1, grid_hw[0] * grid_hw[1], -1)
+    height, width = grid_hw
+    grid_embed = grid_embed.float().reshape(old, old, -1)
+    if rule.offset is None:
+        if (old, old) == (height, width):
+            return pos_embed
+        resized = F.interpolate(
+            grid_embed.permute(2, 0, 1)[None], size=grid_hw, mode=rule.mode, antialias=rule.antialias,
+            align_corners=False,
+        )[0].permute(1, 2, 0)
+    else:
+        # offset 0 at the pretraining grid makes both matrices exact identities: the original's "no resize".
+        offset = rule.offset * (1 - ((height == old) & (width == old)) * 1.0)
+        rows = _cubic_resample_matrix(height, old, (height + offset) / old)
+        cols = _cubic_resample_matrix(width, old, (width + offset) / old)
+        resized = torch.einsum("hi,ijc,wj->hwc", rows, grid_embed, cols)
+    grid_embed = resized.reshape(1, -1, resized.shape[-1]).to(pos_embed.dtype)
     return torch.cat((cls_embed, grid_embed), dim=1)
+
+
+def embed_patches(vit: VisionTransformer, fmap: torch.Tensor, rule: PositionEmbeddingResize) -> torch.Tensor:
+    """Patch feature map (N, C, h, w) -> tokens (N, 1 + h*w, C): class token first, position embedding added."""
+    grid_hw = (fmap.shape[-2], fmap.shape[-1])
+    tokens = fmap.flatten(2).transpose(1, 2)
+    tokens = torch.cat((vit.cls_token.expand(tokens.shape[0], -1, -1), tokens), dim=1)
+    return tokens + resize_position_embedding(vit.pos_embed, grid_hw, rule)
+
+
+def check_network_input(x: torch.Tensor, stride: int) -> None:
+    """ValueError unless x is an (N, 3, H, W) batch with H and W multiples of `stride`."""
+    if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2] % stride or x.shape[-1] % stride:
+        raise ValueError(
+            f"the network expects an (N, 3, H, W) batch with H and W multiples of {stride}, got {tuple(x.shape)}"
+        )
 
 
 class DPTEncoder(nn.Module):
@@ -161,17 +222,10 @@ class DPTEncoder(nn.Module):
         else:
             fmap = patch_embed.proj(x)
         grid_hw = (fmap.shape[-2], fmap.shape[-1])
-        tokens = fmap.flatten(2).transpose(1, 2)
-        tokens = torch.cat((self.model.cls_token.expand(tokens.shape[0], -1, -1), tokens), dim=1)
-        tokens = tokens + resize_position_embedding(self.model.pos_embed, grid_hw)
-        return tokens, stage_maps[:2], grid_hw
+        return embed_patches(self.model, fmap, self.arch.pos_embed_resize), stage_maps[:2], grid_hw
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        stride = self.arch.stride
-        if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2] % stride or x.shape[-1] % stride:
-            raise ValueError(
-                f"DPT expects an (N, 3, H, W) batch with H and W multiples of {stride}, got {tuple(x.shape)}"
-            )
+        check_network_input(x, self.arch.stride)
         tokens, outputs, grid_hw = self._embed(x)
         taps = self.arch.taps
         tapped = []
@@ -184,3 +238,38 @@ class DPTEncoder(nn.Module):
         for level, block_tokens in enumerate(tapped, start=first_token_level):
             outputs.append(self._modules[f"act_postprocess{level + 1}"](block_tokens, grid_hw))
         return outputs
+
+
+class DINOv2Encoder(VisionTransformer):
+    """DINOv2 ViT (patch 14, LayerScale) as Depth Anything V2 uses it: image -> four tapped token maps.
+
+    A timm VisionTransformer whose parameter names are the original DINOv2's (`patch_embed.proj`,
+    `cls_token`, `pos_embed`, `blocks.N.{norm1, attn.qkv, attn.proj, ls1.gamma, norm2, mlp.fc1, mlp.fc2,
+    ls2.gamma}`, `norm`), plus DINOv2's `mask_token` (unused at inference, kept so that released
+    checkpoints load strictly and round-trip).
+    """
+
+    def __init__(self, arch: DepthAnythingV2Architecture) -> None:
+        super().__init__(
+            img_size=arch.pretrain_grid * arch.patch_size, patch_size=arch.patch_size, embed_dim=arch.embed_dim,
+            depth=arch.depth, num_heads=arch.num_heads, mlp_ratio=arch.mlp_ratio, init_values=1.0, num_classes=0,
+            norm_layer=partial(nn.LayerNorm, eps=arch.layer_norm_eps),
+        )
+        self.arch = arch
+        self.mask_token = nn.Parameter(torch.zeros(1, arch.embed_dim))
+
+    def tap(self, x: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, int]]:
+        """(N, 3, H, W), H and W multiples of 14 -> four (N, h*w, C) patch-token maps after the final
+        LayerNorm (no class token), and the patch grid (h, w) = (H / 14, W / 14)."""
+        check_network_input(x, self.arch.stride)
+        fmap = self.patch_embed.proj(x)
+        grid_hw = (fmap.shape[-2], fmap.shape[-1])
+        tokens = embed_patches(self, fmap, self.arch.pos_embed_resize)
+        taps = self.arch.taps
+        tapped = []
+        # Blocks after the last tap do not influence the head: skip them.
+        for index, block in enumerate(self.blocks[: taps[-1] + 1]):
+            tokens = block(tokens)
+            if index in taps:
+                tapped.append(self.norm(tokens)[:, 1:])
+        return tapped, grid_hw

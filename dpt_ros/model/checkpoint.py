@@ -1,8 +1,9 @@
-"""Loading DPT weights: the official released `.pt` files and Hugging Face `transformers` checkpoints.
+"""Loading weights: the official released DPT `.pt` / Depth Anything V2 `.pth` files and Hugging Face
+`transformers` checkpoints (`DPTForDepthEstimation`, `DepthAnythingForDepthEstimation`, ...).
 
 Our modules carry the official state-dict key names, so an official file loads as is (minus timm's
-unused 1000-class head). `transformers` checkpoints are renamed to official keys by one table of
-key templates that works in both directions (see `hf_to_official` / `official_to_hf`).
+unused 1000-class head). `transformers` checkpoints are renamed to official keys by one table of key
+templates per network that works in both directions (see `hf_to_official` / `official_to_hf`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from dpt_ros.model.download import download_hint
-from dpt_ros.model.presets import PRESETS
+from dpt_ros.model.presets import IMAGENET_MEAN_STD, PRESETS
 
 if TYPE_CHECKING:
     from dpt_ros.model.presets import Preset
@@ -45,7 +46,7 @@ def missing_weights_message(preset: Preset, path: Path | None) -> str:
         problem = f"at {path} cannot be used"
     return (
         f"weights for preset '{preset.name}' {problem}. To get them, {download_hint(preset)}, "
-        "or pass a Hugging Face checkpoint directory; see models/README.md"
+        f"(licence {preset.licence}), or pass a Hugging Face checkpoint directory; see models/README.md"
     )
 
 
@@ -93,6 +94,46 @@ _HYBRID_TEMPLATES: tuple[tuple[str, str], ...] = (
 )
 
 
+# Depth Anything V2: transformers' DINOv2 backbone + DepthAnything neck/head <-> the original repository.
+_DAV2_TEMPLATES: tuple[tuple[str, str], ...] = (
+    ("backbone.embeddings.cls_token", "pretrained.cls_token"),
+    ("backbone.embeddings.mask_token", "pretrained.mask_token"),
+    ("backbone.embeddings.position_embeddings", "pretrained.pos_embed"),
+    ("backbone.embeddings.patch_embeddings.projection.", "pretrained.patch_embed.proj."),
+    ("backbone.encoder.layer.{i}.attention.attention.qkv.", "pretrained.blocks.{i}.attn.qkv."),
+    ("backbone.encoder.layer.{i}.attention.output.dense.", "pretrained.blocks.{i}.attn.proj."),
+    ("backbone.encoder.layer.{i}.layer_scale1.lambda1", "pretrained.blocks.{i}.ls1.gamma"),
+    ("backbone.encoder.layer.{i}.layer_scale2.lambda1", "pretrained.blocks.{i}.ls2.gamma"),
+    ("backbone.encoder.layer.{i}.norm1.", "pretrained.blocks.{i}.norm1."),
+    ("backbone.encoder.layer.{i}.norm2.", "pretrained.blocks.{i}.norm2."),
+    ("backbone.encoder.layer.{i}.mlp.", "pretrained.blocks.{i}.mlp."),
+    ("backbone.layernorm.", "pretrained.norm."),
+    ("neck.reassemble_stage.layers.{i}.projection.", "depth_head.projects.{i}."),
+    ("neck.reassemble_stage.layers.{i}.resize.", "depth_head.resize_layers.{i}."),
+    ("neck.convs.{r}.", "depth_head.scratch.layer{r}_rn."),
+    ("neck.fusion_stage.layers.{f}.projection.", "depth_head.scratch.refinenet{f}.out_conv."),
+    (
+        "neck.fusion_stage.layers.{f}.residual_layer{i}.convolution{j}.",
+        "depth_head.scratch.refinenet{f}.resConfUnit{i}.conv{j}.",
+    ),
+    ("head.conv1.", "depth_head.scratch.output_conv1."),
+    ("head.conv2.", "depth_head.scratch.output_conv2.0."),
+    ("head.conv3.", "depth_head.scratch.output_conv2.2."),
+)
+
+
+# Prompt Depth Anything's prompt units (transformers' PromptDepthAnythingForDepthEstimation <-> the original's
+# `resConfUnit_depth`, a Sequential whose convs sit at 0, 2, 4); everything else is Depth Anything V2's.
+_PROMPT_TEMPLATES: tuple[tuple[str, str], ...] = tuple(
+    (f"neck.fusion_stage.layers.{{f}}.prompt_depth_layer.convolution{n}.",
+     f"depth_head.scratch.refinenet{{f}}.resConfUnit_depth.{index}.")
+    for n, index in ((1, 0), (2, 2), (3, 4))
+)  # fmt: skip
+# The original normalises the image inside the prompt network with these buffers (ImageNet mean / std);
+# transformers does it in its image processor, so its checkpoints lack them.
+PROMPT_NORMALISATION_BUFFERS = ("_mean", "_std")
+
+
 def _template_regex(template: str) -> re.Pattern[str]:
     pattern = re.escape(template)
     for name in _INDEX_TO_OFFICIAL:  # each placeholder appears at most once per template
@@ -120,19 +161,29 @@ def _rename(
     return renamed
 
 
-def _templates(hybrid: bool) -> tuple[tuple[str, str], ...]:
+def _hf_templates(state_dict: Mapping[str, torch.Tensor]) -> tuple[tuple[str, str], ...]:
+    """The (HF, official) template table for a `transformers` state dict's network."""
+    if any(k.startswith("backbone.embeddings.") for k in state_dict):
+        return _DAV2_TEMPLATES + _PROMPT_TEMPLATES
+    hybrid = any(k.startswith("dpt.embeddings.backbone.") for k in state_dict)
     return _COMMON_TEMPLATES + (_HYBRID_TEMPLATES if hybrid else _VIT_TEMPLATES)
 
 
-def _is_hf_hybrid(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    return any(k.startswith("dpt.embeddings.backbone.") for k in state_dict)
+def _official_templates(state_dict: Mapping[str, torch.Tensor]) -> tuple[tuple[str, str], ...]:
+    """The (HF, official) template table for an official state dict's network."""
+    if any(k.startswith("depth_head.") for k in state_dict):
+        return _DAV2_TEMPLATES + _PROMPT_TEMPLATES
+    hybrid = any(k.startswith("pretrained.model.patch_embed.backbone.") for k in state_dict)
+    return _COMMON_TEMPLATES + (_HYBRID_TEMPLATES if hybrid else _VIT_TEMPLATES)
 
 
-_HF_QKV = re.compile(r"^(dpt\.encoder\.layer\.\d+\.attention\.attention\.)(query|key|value)\.(weight|bias)$")
+_HF_QKV = re.compile(
+    r"^((?:dpt|backbone)\.encoder\.layer\.\d+\.attention\.attention\.)(query|key|value)\.(weight|bias)$"
+)
 
 
 def hf_to_official(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`transformers` DPT state dict -> official DPT keys (separate q/k/v become timm's fused qkv)."""
+    """`transformers` DPT / Depth Anything state dict -> official keys (separate q/k/v become the fused qkv)."""
     fused: dict[str, torch.Tensor] = {}
     qkv_parts: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in state_dict.items():
@@ -145,13 +196,22 @@ def hf_to_official(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
         if set(parts) != {"query", "key", "value"}:
             raise WeightsError(f"checkpoint has an incomplete attention projection at {key}: only {sorted(parts)}")
         fused[key] = torch.cat([parts["query"], parts["key"], parts["value"]], dim=0)
-    return _rename(fused, tuple((h, o) for h, o in _templates(_is_hf_hybrid(state_dict))), _INDEX_TO_OFFICIAL)
+    return _with_prompt_normalisation(_rename(fused, _hf_templates(state_dict), _INDEX_TO_OFFICIAL))
+
+
+def _with_prompt_normalisation(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A prompt network's state dict with its image normalisation buffers: the ImageNet constants where the
+    file has none (transformers' layout never has them); any other network's unchanged."""
+    if any(".resConfUnit_depth." in key for key in state_dict):
+        for name, values in zip(PROMPT_NORMALISATION_BUFFERS, IMAGENET_MEAN_STD):
+            state_dict.setdefault(name, torch.tensor(values).view(1, 3, 1, 1))
+    return state_dict
 
 
 def official_to_hf(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Official DPT keys -> `transformers` DPT keys (the inverse of `hf_to_official`)."""
-    hybrid = any(k.startswith("pretrained.model.patch_embed.backbone.") for k in state_dict)
-    renamed = _rename(state_dict, tuple((o, h) for h, o in _templates(hybrid)), _INDEX_TO_HF)
+    """Official DPT / Depth Anything V2 keys -> `transformers` keys (the inverse of `hf_to_official`)."""
+    kept = {k: v for k, v in state_dict.items() if k not in PROMPT_NORMALISATION_BUFFERS}  # not in transformers
+    renamed = _rename(kept, tuple((o, h) for h, o in _official_templates(state_dict)), _INDEX_TO_HF)
     split: dict[str, torch.Tensor] = {}
     for key, value in renamed.items():
         if ".attention.attention.qkv." in key:
@@ -188,21 +248,41 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError) as error:
             raise WeightsError(f"{path} is not a readable safetensors file ({error})") from None
     loaded = _torch_load(path)
-    # Training checkpoints of the official code wrap the weights next to the optimiser state.
-    if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
-        loaded = loaded["model"]
+    # Training checkpoints of the official code wrap the weights next to the optimiser state; Lightning ones
+    # (Prompt Depth Anything's model.ckpt) under "state_dict".
+    for wrapper in ("model", "state_dict"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
+            loaded = loaded[wrapper]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise WeightsError(f"{path} does not contain a state dict of tensors")
     return loaded
 
 
-def to_official_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Any supported key layout (official, `transformers`, DataParallel `module.`) -> official keys."""
+def _without_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    """Strip the prefix a training wrapper put before every key: DataParallel's `module.`, or the Lightning
+    module's attribute path before `pretrained.` (Prompt Depth Anything's released model.ckpt, whose loader
+    drops a fixed 9 characters). A prefix is stripped only when every key carries it."""
     if state_dict and all(k.startswith("module.") for k in state_dict):
-        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
-    if any(k.startswith(("dpt.", "neck.")) for k in state_dict):
+        return {k[len("module."):]: v for k, v in state_dict.items()}
+    anchor = next((k for k in state_dict if ".pretrained." in k), None)
+    if anchor is None or any(k.startswith(_OFFICIAL_ROOTS) for k in state_dict):
+        return state_dict
+    prefix = anchor[: anchor.index(".pretrained.") + 1]
+    if not all(k.startswith(prefix) for k in state_dict):
+        return state_dict
+    return {k[len(prefix):]: v for k, v in state_dict.items()}
+
+
+# Top-level names of official keys (DPT, Depth Anything V2, Prompt Depth Anything).
+_OFFICIAL_ROOTS = ("pretrained.", "scratch.", "auxlayer.", "depth_head.", *PROMPT_NORMALISATION_BUFFERS)
+
+
+def to_official_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Any supported key layout (official, `transformers`, DataParallel `module.`, Lightning) -> official keys."""
+    state_dict = _without_module_prefix(state_dict)
+    if any(k.startswith(("dpt.", "neck.", "backbone.embeddings.")) for k in state_dict):
         state_dict = hf_to_official(state_dict)
-    return {k: v for k, v in state_dict.items() if not k.startswith(UNUSED_OFFICIAL_PREFIXES)}
+    return _with_prompt_normalisation({k: v for k, v in state_dict.items() if not k.startswith(UNUSED_OFFICIAL_PREFIXES)})
 
 
 def _summarise(keys: list[str], limit: int = 8) -> str:

@@ -48,8 +48,13 @@ class DownloadError(RuntimeError):
 def download_hint(preset: Preset) -> str:
     """The command that fetches a preset's weights (and the URL and digest it checks), for the messages
     about missing or wrong weights."""
-    digest = f"SHA-256 {preset.sha256}" if preset.sha256 else f"SHA-256 starts with {preset.sha256_prefix}"
-    return f"run `{DOWNLOAD_COMMAND} {preset.name}` (or fetch {preset.url} into models/; {digest})"
+    if preset.sha256:
+        digest = f"; SHA-256 {preset.sha256}"
+    elif preset.sha256_prefix:
+        digest = f"; SHA-256 starts with {preset.sha256_prefix}"
+    else:
+        digest = ""  # the publisher gives no hash: the file is checked by loading it
+    return f"run `{DOWNLOAD_COMMAND} {preset.name}` (or fetch {preset.url} into models/{digest})"
 
 
 @dataclass(frozen=True)

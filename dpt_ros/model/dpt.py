@@ -1,4 +1,4 @@
-"""The DPT network (Ranftl, Bochkovskiy, Koltun, ICCV 2021) and `build_model`."""
+"""The DPT network (Ranftl, Bochkovskiy, Koltun, ICCV 2021) and `build_model` for every preset's network."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dpt_ros.model.architecture import DPTArchitecture
+from dpt_ros.model.architecture import DepthAnythingV2Architecture, DPTArchitecture
 from dpt_ros.model.backbone import DPTEncoder
 from dpt_ros.model.decoder import FeatureFusionBlock, make_depth_head, make_segmentation_head
+from dpt_ros.model.depth_anything import DepthAnythingV2
 from dpt_ros.model.presets import MetricConversion, Preset, get_preset
+from dpt_ros.model.prompt_depth_anything import PromptDepthAnything
 
 
 class DPT(nn.Module):
@@ -57,12 +59,30 @@ class DPT(nn.Module):
         m = self.metric
         return 1.0 / (m.scale * inverse_depth + m.shift).clamp_min(m.floor)
 
+    def depth_output_conv(self) -> nn.Conv2d:
+        """The depth head's last (1-channel) conv, before the final ReLU."""
+        if self.arch.head != "depth":
+            raise TypeError("a segmentation network has no depth output conv")
+        return self.scratch.output_conv[4]
 
-def build_model(preset: str | Preset, weights: str | Path | None = None) -> DPT:
-    """The preset's network in eval mode, with weights from an official `.pt` file or a Hugging Face
+
+DepthNetwork = DPT | DepthAnythingV2  # PromptDepthAnything is a DepthAnythingV2
+
+
+def build_network(preset: Preset) -> DepthNetwork:
+    """The preset's network with random weights (train mode, as any fresh nn.Module)."""
+    if preset.needs_prompt:
+        return PromptDepthAnything(preset.architecture)
+    if isinstance(preset.architecture, DepthAnythingV2Architecture):
+        return DepthAnythingV2(preset.architecture)
+    return DPT(preset.architecture, metric=preset.metric)
+
+
+def build_model(preset: str | Preset, weights: str | Path | None = None) -> DepthNetwork:
+    """The preset's network in eval mode, with weights from an official `.pt`/`.pth` file or a Hugging Face
     checkpoint directory (or random weights when `weights` is None)."""
     preset = get_preset(preset)
-    model = DPT(preset.architecture, metric=preset.metric)
+    model = build_network(preset)
     if weights is not None:
         # Imported here because checkpoint.py needs DPT's key layout, not the other way round.
         from dpt_ros.model.checkpoint import load_weights

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from dpt_ros.model.checkpoint import WeightsError, missing_weights_message
 from dpt_ros.model.dpt import build_model
-from dpt_ros.model.preprocess import network_input_size, preprocess, validate_rgb_image
+from dpt_ros.model.preprocess import preprocess, preset_input_size, validate_rgb_image
 from dpt_ros.model.presets import Preset, get_preset
 
 LOG = logging.getLogger(__name__)
@@ -32,6 +32,11 @@ LOG = logging.getLogger(__name__)
 StageTimer = Callable[[str], AbstractContextManager[object]]
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# `Preset.output_resize` -> F.interpolate arguments.
+OUTPUT_RESIZE: dict[str, dict[str, object]] = {
+    "bicubic": {"mode": "bicubic", "align_corners": False},
+    "bilinear_align_corners": {"mode": "bilinear", "align_corners": True},
+}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -61,13 +66,16 @@ def _log_graph_capture(shape: tuple[int, ...], captured_before: int) -> None:
 
 
 class InferenceEngine:
-    """A DPT preset on a device at a precision.
+    """A DPT or Depth Anything V2 preset on a device at a precision.
 
     infer(rgb) takes an (H, W, 3) uint8 RGB image and returns float32 at the image's resolution,
-    resized back bicubically as the official scripts do:
+    resized back as the preset's official script does:
       - (H, W) relative inverse depth (`relative_inverse_depth` presets) or metres (`metric_depth`);
       - (C, H, W) class logits for segmentation presets.
     infer_batch(images) runs same-sized images (e.g. several cameras) in one forward pass.
+    Prompt presets (`Preset.needs_prompt`) take one metric depth prompt per image: infer_batch(images,
+    prompts=[(h, w) float32 metres or None]); metres with a prompt, a unitless (0, 1) depth for a None.
+    Called without `prompts` they raise rather than hand out unitless numbers as metres.
     Without weights the engine refuses to start unless `allow_random_weights` is set, in which case
     it runs with random weights and says so (`random_weights`).
     """
@@ -92,6 +100,8 @@ class InferenceEngine:
         self.precision = precision
         self.device = resolve_device(device)
         on_cuda = self.device.type == "cuda"
+        if cuda_graphs and self.preset.needs_prompt:
+            raise ValueError(f"cuda_graphs does not support prompt presets ({self.preset.name}): turn it off")
         if cuda_graphs and not on_cuda:
             raise ValueError(
                 f"cuda_graphs needs a CUDA device, but device {device!r} is {self.device}: turn cuda_graphs off "
@@ -123,7 +133,7 @@ class InferenceEngine:
 
     # ----------------------------------------------------------------------------------- stages
     def network_size(self, height: int, width: int) -> tuple[int, int]:
-        return network_input_size(height, width, self.input_size or self.preset.input_size)
+        return preset_input_size(height, width, self.preset, self.input_size)
 
     def prepare_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Same-sized (H, W, 3) uint8 RGB images -> (N, 3, h, w) normalised network input on the device."""
@@ -141,22 +151,38 @@ class InferenceEngine:
         uint8 = staging.to(self.device, non_blocking=True)
         rgb = uint8.permute(0, 3, 1, 2).float().div_(255.0)
         resized = F.interpolate(rgb, size=self.network_size(*shape[:2]), mode="bicubic", align_corners=False)
-        return resized.sub_(0.5).div_(0.5)
+        mean, std = (torch.tensor(v, device=self.device).view(1, 3, 1, 1) for v in self.preset.mean_std)
+        return resized.sub_(mean).div_(std)
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """The network's raw output for a prepared batch (float32, on the device). With CUDA graphs the
-        result lives in the graph's static buffer: consume it before the next call."""
+    def prepare_prompts(self, prompts: Sequence[np.ndarray]) -> torch.Tensor:
+        """Same-sized (h, w) metre prompts, finite and non-empty (densified) -> (N, 1, h, w) float32 on the device."""
+        arrays = [np.asarray(prompt, dtype=np.float32) for prompt in prompts]
+        shape = arrays[0].shape
+        if len(shape) != 2 or 0 in shape or any(a.shape != shape for a in arrays):
+            raise ValueError(f"prompts must be non-empty (h, w) arrays of one size, got {[a.shape for a in arrays]}")
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise ValueError("a prompt holds NaN or inf: densify it first (dpt_ros.prompt.densify)")
+        return torch.from_numpy(np.stack(arrays)[:, None]).to(self.device)
+
+    def forward(self, batch: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
+        """The network's raw output for a prepared batch (float32, on the device), with a prepared prompt for
+        prompt presets. With CUDA graphs the result lives in the graph's static buffer: consume it before the
+        next call."""
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         if self.cuda_graphs:
             return self._replay_graph(batch)
         with torch.inference_mode(), self._autocast():
-            return self._forward(batch).float()
+            out = self._forward(batch) if prompt is None else self._forward(batch, prompt)
+            return out.float()
 
     def resize_to_image(self, out: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """(N, h, w) or (N, C, h, w) network output -> the image's (height, width), bicubic as the reference."""
+        """(N, h, w) or (N, C, h, w) network output -> the image's (height, width), as the preset's reference
+        script does it (`Preset.output_resize`)."""
         squeeze = out.ndim == 3
-        resized = F.interpolate(out[:, None] if squeeze else out, size=(height, width), mode="bicubic", align_corners=False)
+        resized = F.interpolate(
+            out[:, None] if squeeze else out, size=(height, width), **OUTPUT_RESIZE[self.preset.output_resize]
+        )
         return resized[:, 0] if squeeze else resized
 
     # ----------------------------------------------------------------------------------- public
@@ -166,18 +192,47 @@ class InferenceEngine:
         return self.infer_batch([rgb])[0]
 
     @torch.inference_mode()
-    def infer_batch(self, images: Sequence[np.ndarray], clock: StageTimer | None = None) -> list[np.ndarray]:
-        """Same-sized images in one forward pass; one host array per image (see `infer`).
+    def infer_batch(
+        self,
+        images: Sequence[np.ndarray],
+        prompts: Sequence[np.ndarray | None] | None = None,
+        clock: StageTimer | None = None,
+    ) -> list[np.ndarray]:
+        """Same-sized images in one forward pass; one host array per image (see `infer`). prompts: prompt
+        presets only, one per image; images with and without one run as two passes.
 
         clock: times the stages "prepare", "forward", "post" (resize to the image) and "copy" (to the host)
         when given (`with clock(name): ...`, e.g. pipeline.stats.StageClock; the benchmark passes one).
         """
+        if prompts is None and self.preset.needs_prompt:
+            raise ValueError(
+                f"{self.preset.name} takes a metric depth prompt per image: pass prompts=[...] (None for an image "
+                "without one, whose output is then unitless, not metres)"
+            )
+        if prompts is not None and not self.preset.needs_prompt:
+            raise ValueError(f"{self.preset.name} takes no depth prompt")
+        if prompts is not None and len(prompts) != len(images):
+            raise ValueError(f"{len(images)} images need {len(images)} prompts (None for none), got {len(prompts)}")
+        if prompts is None or all(p is None for p in prompts) or all(p is not None for p in prompts):
+            given = None if prompts is None or prompts[0] is None else self.prepare_prompts(prompts)
+            return self._infer_pass(images, given, clock)
+        results: list[np.ndarray | None] = [None] * len(images)
+        for with_prompt in (True, False):
+            indices = [i for i, p in enumerate(prompts) if (p is not None) == with_prompt]
+            given = self.prepare_prompts([prompts[i] for i in indices]) if with_prompt else None
+            for i, out in zip(indices, self._infer_pass([images[i] for i in indices], given, clock)):
+                results[i] = out
+        return results
+
+    def _infer_pass(
+        self, images: Sequence[np.ndarray], prompt: torch.Tensor | None, clock: StageTimer | None = None
+    ) -> list[np.ndarray]:
         stage = clock if clock is not None else _untimed
         with stage("prepare"):
             batch = self.prepare_batch(images)  # validates the images
         height, width = images[0].shape[:2]
         with stage("forward"):
-            out = self.forward(batch)
+            out = self.forward(batch, prompt)
         with stage("post"):
             out = self.resize_to_image(out, height, width)
         with stage("copy"):

@@ -1,37 +1,73 @@
-"""Image preprocessing exactly as the official DPT scripts do it.
+"""Image preprocessing exactly as the official DPT and Depth Anything V2 scripts do it.
 
-RGB in [0, 1] -> keep-aspect "minimal" resize with OpenCV bicubic so both sides are multiples of 32
--> normalise with mean = std = 0.5 -> (1, 3, h, w) float32. (`transformers`' image processor squashes
-DPT-Hybrid input to 384x384 bilinear instead; that changes the numbers, so it is not used.)
+RGB / 255 in float64 -> keep-aspect resize by the preset's rule with OpenCV bicubic, both sides snapped to
+multiples of the architecture's stride -> normalise with the preset's mean/std -> (1, 3, h, w) float32.
+(Both references resize float64 images; OpenCV's float32 bicubic differs from it by up to ~1e-4.
+`transformers`' image processors resize with Pillow instead; that changes the numbers, so they are not used.)
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 import torch
 
-from dpt_ros.model.presets import Preset, get_preset
+from dpt_ros.model.presets import DPT_MEAN_STD, Preset, ResizeMethod, get_preset
 
 MULTIPLE = 32
 
 
-def _snap(value: float, multiple: int) -> int:
-    # np.round (half to even) as the reference; never below one multiple, which the reference allows
-    # for tiny images but the network cannot run on.
-    return max(multiple, int(np.round(value / multiple) * multiple))
+def _snap(value: float, multiple: int, at_least: int = 0) -> int:
+    # np.round (half to even) as the references' `constrain_to_multiple_of`; a side that rounds below
+    # `at_least` is rounded up instead. Never below one multiple, which the reference allows for tiny
+    # images but the network cannot run on.
+    snapped = int(np.round(value / multiple) * multiple)
+    if snapped < at_least:
+        snapped = int(np.ceil(value / multiple) * multiple)
+    return max(multiple, snapped)
 
 
-def network_input_size(height: int, width: int, target_size: tuple[int, int], multiple: int = MULTIPLE) -> tuple[int, int]:
-    """(height, width) of the network input for an image, by the reference's "minimal" rule.
-
-    target_size is (width, height). The image is scaled by whichever of the two target ratios is
-    closer to 1 (keeping its aspect ratio), then each side is rounded to a multiple of `multiple`.
-    """
-    target_w, target_h = target_size
+def _minimal(height: int, width: int, target_h: int, target_w: int, multiple: int) -> tuple[int, int]:
     scale_h, scale_w = target_h / height, target_w / width
     scale = scale_w if abs(1 - scale_w) < abs(1 - scale_h) else scale_h
     return _snap(scale * height, multiple), _snap(scale * width, multiple)
+
+
+def _lower_bound(height: int, width: int, target_h: int, target_w: int, multiple: int) -> tuple[int, int]:
+    scale = max(target_h / height, target_w / width)
+    return _snap(scale * height, multiple, at_least=target_h), _snap(scale * width, multiple, at_least=target_w)
+
+
+_RESIZE_RULES: dict[str, Callable[[int, int, int, int, int], tuple[int, int]]] = {
+    "minimal": _minimal,
+    "lower_bound": _lower_bound,
+}
+
+
+def network_input_size(
+    height: int, width: int, target_size: tuple[int, int], multiple: int = MULTIPLE, method: ResizeMethod = "minimal"
+) -> tuple[int, int]:
+    """(height, width) of the network input for an image, by the reference's keep-aspect rule.
+
+    target_size is (width, height). "minimal" scales by whichever of the two target ratios is closer to
+    1; "lower_bound" by the larger one, so both sides reach the target. Each side is then rounded to a
+    multiple of `multiple` (see `_snap`).
+    """
+    target_w, target_h = target_size
+    return _RESIZE_RULES[method](height, width, target_h, target_w, multiple)
+
+
+def preset_input_size(height: int, width: int, preset: str | Preset, input_size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(height, width) of the network input for an image under a preset's size rule.
+
+    input_size: (width, height) target overriding the preset's.
+    """
+    preset = get_preset(preset)
+    return network_input_size(
+        height, width, input_size or preset.input_size, preset.architecture.stride, preset.resize_method
+    )
 
 
 def validate_rgb_image(image: object) -> np.ndarray:
@@ -54,22 +90,27 @@ def validate_rgb_image(image: object) -> np.ndarray:
 def preprocess(image: np.ndarray, preset: str | Preset, input_size: tuple[int, int] | None = None) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (1, 3, h, w) float32 normalised network input.
 
-    input_size: (width, height) target overriding the preset's; h and w follow the "minimal" rule.
+    input_size: (width, height) target overriding the preset's; h and w follow the preset's size rule.
     """
     image = validate_rgb_image(image)
-    target = input_size or get_preset(preset).input_size
-    return to_network_input(image, network_input_size(image.shape[0], image.shape[1], target))
+    preset = get_preset(preset)
+    shape_hw = preset_input_size(image.shape[0], image.shape[1], preset, input_size)
+    return to_network_input(image, shape_hw, preset.mean_std)
 
 
-def to_network_input(image: np.ndarray, shape_hw: tuple[int, int]) -> torch.Tensor:
+def to_network_input(
+    image: np.ndarray,
+    shape_hw: tuple[int, int],
+    mean_std: tuple[tuple[float, float, float], tuple[float, float, float]] = DPT_MEAN_STD,
+) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (1, 3, h, w) float32 network input at exactly shape_hw = (h, w):
-    OpenCV bicubic resize of the [0, 1] image, normalised with mean = std = 0.5.
+    OpenCV bicubic resize of the [0, 1] float64 image, normalised by the per-channel (mean, std).
 
     For callers that choose the network size themselves (multi-scale test-time augmentation).
     """
     image = validate_rgb_image(image)
     net_h, net_w = shape_hw
-    rgb = image.astype(np.float32) / 255.0
-    resized = cv2.resize(rgb, (net_w, net_h), interpolation=cv2.INTER_CUBIC)
-    normalised = (resized - 0.5) / 0.5
+    resized = cv2.resize(image / 255.0, (net_w, net_h), interpolation=cv2.INTER_CUBIC)
+    mean, std = (np.asarray(values, dtype=np.float64) for values in mean_std)
+    normalised = ((resized - mean) / std).astype(np.float32)
     return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))[None]

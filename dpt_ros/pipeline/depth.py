@@ -9,6 +9,10 @@ The depth stage decides what the numbers mean. `ModelOutputDepth` trusts the mod
 give metres, the others relative inverse depth. A LiDAR-aligned stage (relative -> metres from
 projected LiDAR points) is another `DepthStage`; extra per-pixel cloud fields (e.g. segmentation
 labels) come from `ChannelProvider`s. A node only converts `FrameOutputs` to messages.
+
+Prompt presets (Prompt Depth Anything) take a depth prompt into the network itself: a frame that
+carries one (`Frame.prompt`) goes to the engine with it (`PromptInferenceBackend`), and the
+`PromptedDepth` stage publishes metres only when that prompt was usable.
 """
 
 from collections.abc import Sequence
@@ -24,7 +28,11 @@ from dpt_ros.geometry.pointcloud import PackedCloud, build_point_cloud
 from dpt_ros.model.presets import METRIC_DEPTH, RELATIVE_INVERSE_DEPTH
 from dpt_ros.pipeline.colorize import colorize_depth
 from dpt_ros.pipeline.stats import StageClock
+from dpt_ros.prompt.sources import DepthPrompt
 
+# What a prompt model gives for a frame without a usable prompt: depth normalised to (0, 1) over an
+# unknown range (larger = farther), published like relative inverse depth on 'depth/relative'.
+RELATIVE_DEPTH: Final = "relative_depth"
 DEPTH_KINDS: Final = (METRIC_DEPTH, RELATIVE_INVERSE_DEPTH)
 # Point cloud field of the per-pixel semantic class ids (uint8, the ids of semantic/labels).
 LABEL_FIELD: Final = "label"
@@ -33,6 +41,7 @@ LABEL_FIELD: Final = "label"
 DEPTH_UNITS: Final[dict[str, str]] = {
     METRIC_DEPTH: "metres along the optical axis",
     RELATIVE_INVERSE_DEPTH: "relative inverse depth (unitless, larger = nearer; NOT metres)",
+    RELATIVE_DEPTH: "relative depth (unitless, 0..1 over an unknown range, larger = farther; NOT metres)",
 }
 
 
@@ -55,25 +64,31 @@ class Frame:
     lidar: the image stamp, lens and paired LiDAR scan, when LiDAR alignment is on.
     labels: (H, W) uint8 semantic class ids of this image (a segmentation network's output), or None;
         they become the cloud's LABEL_FIELD.
+    prompt: for prompt presets, the frame's depth prompt (usable or with the reason it is not); None
+        for every other preset.
     """
 
     rgb: np.ndarray
     camera: PinholeIntrinsics | None = None
     lidar: LidarFrameInput | None = None
     labels: np.ndarray | None = None
+    prompt: DepthPrompt | None = None
 
 
 @dataclass(frozen=True)
 class DepthEstimate:
-    """values: (H, W) float32, NaN where unknown; metres if kind == METRIC_DEPTH, else relative inverse depth.
+    """values: (H, W) float32, NaN where unknown; metres if kind == METRIC_DEPTH, else relative inverse depth
+    (RELATIVE_INVERSE_DEPTH) or relative depth (RELATIVE_DEPTH, a prompt model without its prompt).
 
     alignment: what a LiDAR-aligned depth stage found for this frame (fit, filter state, sparse LiDAR depth at
     the input resolution), None from stages that do not align.
+    prompt: the depth prompt a prompt model ran with (or why it ran without one), None for other models.
     """
 
     values: np.ndarray
     kind: str
     alignment: AlignedDepth | None = None
+    prompt: DepthPrompt | None = None
 
     @property
     def is_metric(self) -> bool:
@@ -91,6 +106,14 @@ class BatchInferenceBackend(InferenceBackend, Protocol):
     prediction at the image's size per image."""
 
     def infer_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+
+
+class PromptInferenceBackend(BatchInferenceBackend, Protocol):
+    """What frames with prompts need: same-sized images and, per image, an (h, w) metre prompt or None."""
+
+    def infer_batch(
+        self, images: Sequence[np.ndarray], prompts: Sequence[np.ndarray | None] | None = None
+    ) -> list[np.ndarray]: ...
 
 
 class DepthStage(Protocol):
@@ -161,13 +184,17 @@ class FrameOutputs:
     def alignment(self) -> AlignedDepth | None:
         return self.depth.alignment
 
+    @property
+    def prompt(self) -> DepthPrompt | None:
+        return self.depth.prompt
+
 
 class DepthPipeline:
     """Runs frames through an inference backend, a depth stage and the output builders."""
 
     def __init__(
         self,
-        engine: InferenceBackend | BatchInferenceBackend,
+        engine: InferenceBackend | BatchInferenceBackend | PromptInferenceBackend,
         depth_stage: DepthStage,
         channel_providers: Sequence[ChannelProvider] = (),
     ) -> None:
@@ -181,7 +208,7 @@ class DepthPipeline:
         """Run one frame; builds the cloud / colour map only when wanted (nobody subscribed -> no cost)."""
         clock = StageClock()
         with clock("inference"):
-            prediction = self.engine.infer(frame.rgb)
+            prediction = self.engine.infer(frame.rgb) if frame.prompt is None else self._infer([frame])[0]
         return self._outputs(frame, prediction, options, want_cloud, want_colored, clock.timings_ms)
 
     def process_batch(
@@ -202,11 +229,19 @@ class DepthPipeline:
             raise ValueError(f"{len(frames)} frames need as many want_cloud / want_colored flags")
         clock = StageClock()
         with clock("inference"):
-            predictions = self.engine.infer_batch([frame.rgb for frame in frames])
+            predictions = self._infer(frames)
         return [
             self._outputs(frame, prediction, options, cloud, colored, dict(clock.timings_ms))
             for frame, prediction, cloud, colored in zip(frames, predictions, want_cloud, want_colored)
         ]
+
+    def _infer(self, frames: Sequence[Frame]) -> list[np.ndarray]:
+        """One forward pass; frames with a prompt input hand their prompt (or None when refused) to the engine."""
+        images = [frame.rgb for frame in frames]
+        if all(frame.prompt is None for frame in frames):
+            return self.engine.infer_batch(images)
+        prompts = [None if frame.prompt is None else frame.prompt.depth for frame in frames]
+        return self.engine.infer_batch(images, prompts=prompts)
 
     def _outputs(
         self,
@@ -243,7 +278,7 @@ class DepthPipeline:
         if want_colored:
             with clock("colorize"):
                 outputs.colored = colorize_depth(
-                    depth.values, options.colored_range, near_is_high=not depth.is_metric
+                    depth.values, options.colored_range, near_is_high=depth.kind == RELATIVE_INVERSE_DEPTH
                 )
         return outputs
 

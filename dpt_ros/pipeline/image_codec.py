@@ -102,29 +102,38 @@ def depth_to_16uc1_mm(depth_m: np.ndarray) -> np.ndarray:
     return np.where(valid, millimetres, 0).astype("<u2")
 
 
-# REP 118 depth image encodings -> (numpy dtype, metres per unit)
-DEPTH_ENCODINGS: Final[dict[str, tuple[str, float]]] = {"32FC1": ("f4", 1.0), "16UC1": ("u2", 1e-3)}
+# REP 118 depth image encodings (prompt depth, ground truth) -> (pixel dtype, units per metre).
+DEPTH_ENCODINGS: Final[dict[str, tuple[str, float]]] = {"16UC1": ("u2", 1000.0), "32FC1": ("f4", 1.0)}
 
 
-def decode_depth_image(data: bytes | memoryview, width: int, height: int, encoding: str, step: int,
-                       is_bigendian: bool = False) -> np.ndarray:
-    """A REP 118 depth image buffer -> (height, width) float32 metres, NaN where invalid.
+def decode_depth_image(
+    data: bytes | memoryview, width: int, height: int, encoding: str, step: int, is_bigendian: bool = False
+) -> np.ndarray:
+    """Raw depth image buffer -> (height, width) float32 metres, NaN where invalid (a new array).
 
-    32FC1 is metres (NaN, Inf and values <= 0 invalid); 16UC1 is millimetres (0 invalid). Rows may be padded
-    (step >= width x bytes per pixel). Raises InputError like ``decode_raw_image``.
+    16UC1 is millimetres with 0 = no data; 32FC1 is metres with NaN/inf (and, defensively, <= 0) = no
+    data (REP 118). Rows may be padded (step >= width x bytes per pixel). Raises InputError for another
+    encoding, a zero-size image or a buffer whose length does not match step x height.
     """
     if width <= 0 or height <= 0:
-        raise InputError(ZERO_SIZE, f"depth image is {width}x{height} pixels")
+        raise InputError(ZERO_SIZE, f"depth image is {width}x{height} pixels; nothing to process")
     if encoding not in DEPTH_ENCODINGS:
-        raise InputError(UNKNOWN_ENCODING,
-                         f"depth encoding {encoding!r} is not supported; use one of {sorted(DEPTH_ENCODINGS)}")
-    code, metres_per_unit = DEPTH_ENCODINGS[encoding]
-    dtype = np.dtype((">" if is_bigendian else "<") + code)
+        raise InputError(
+            UNKNOWN_ENCODING, f"depth encoding {encoding!r} is not supported; use one of {sorted(DEPTH_ENCODINGS)}"
+        )
+    kind, units_per_metre = DEPTH_ENCODINGS[encoding]
+    dtype = np.dtype((">" if is_bigendian else "<") + kind)
+    row_bytes = width * dtype.itemsize
+    if step < row_bytes:
+        raise InputError(DATA_LENGTH_MISMATCH, f"step {step} is smaller than width {width} x {dtype.itemsize} bytes")
     buffer = np.frombuffer(data, dtype=np.uint8)
-    if step < width * dtype.itemsize or buffer.size != step * height:
-        raise InputError(DATA_LENGTH_MISMATCH, f"depth image data has {buffer.size} bytes; expected step {step} "
-                                               f"(>= {width * dtype.itemsize}) x height {height}")
-    values = buffer.reshape(height, step)[:, : width * dtype.itemsize].copy().view(dtype).astype(np.float32)
-    values *= np.float32(metres_per_unit)
+    if buffer.size != step * height:
+        raise InputError(
+            DATA_LENGTH_MISMATCH,
+            f"depth image data has {buffer.size} bytes but step {step} x height {height} = {step * height}",
+        )
+    raw = np.ascontiguousarray(buffer.reshape(height, step)[:, :row_bytes]).view(dtype)
+    depth = raw.astype(np.float32) / np.float32(units_per_metre)  # division: 1500 mm is exactly 1.5 m
     with np.errstate(invalid="ignore"):
-        return np.where(np.isfinite(values) & (values > 0), values, np.float32(np.nan))
+        depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
+    return depth

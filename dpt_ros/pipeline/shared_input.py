@@ -13,11 +13,14 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from dpt_ros.model.presets import Preset
+
 
 class NetworkStages(Protocol):
     """The stages of dpt_ros.InferenceEngine used here."""
 
     device: torch.device
+    preset: Preset
 
     def network_size(self, height: int, width: int) -> tuple[int, int]: ...
 
@@ -30,22 +33,32 @@ class NetworkStages(Protocol):
     def to_host(self, role: str, tensor: torch.Tensor, copy: bool = True) -> np.ndarray: ...
 
 
+def why_not_shareable(engines: Sequence[NetworkStages], probe_shape_hw: tuple[int, int] = (480, 640)) -> str | None:
+    """Why `engines` cannot share one preprocessed input (device, network size for a probe image of
+    `probe_shape_hw`, or normalisation differ, e.g. DPT's 0.5 / 0.5 and Depth Anything V2's ImageNet
+    mean / std), or None when they can."""
+    sizes = {(str(engine.device), engine.network_size(*probe_shape_hw)) for engine in engines}
+    if len(sizes) > 1:
+        return "networks that share one preprocessing need the same device and input size, got " + ", ".join(
+            f"{size[1][1]}x{size[1][0]} on {size[0]}" for size in sorted(sizes)
+        )
+    if len({engine.preset.mean_std for engine in engines}) > 1:
+        return "networks that share one preprocessing need the same normalisation (mean / std)"
+    return None
+
+
 class SharedNetworkInput:
     """Prepares each frame's network input once, with `engines[0]`, for all `engines`.
 
-    Raises ValueError at construction when the engines would not see the same input (different
-    device, or a different network size for a probe image of `probe_shape_hw`).
+    Raises ValueError at construction when the engines would not see the same input (`why_not_shareable`).
     """
 
     def __init__(self, engines: Sequence[NetworkStages], probe_shape_hw: tuple[int, int] = (480, 640)) -> None:
         if not engines:
             raise ValueError("sharing an input needs at least one engine")
-        sizes = {(str(engine.device), engine.network_size(*probe_shape_hw)) for engine in engines}
-        if len(sizes) > 1:
-            raise ValueError(
-                "networks that share one preprocessing need the same device and input size, got "
-                + ", ".join(f"{size[1][1]}x{size[1][0]} on {size[0]}" for size in sorted(sizes))
-            )
+        problem = why_not_shareable(engines, probe_shape_hw)
+        if problem:
+            raise ValueError(problem)
         self._preparer = engines[0]
         self._frame: np.ndarray | None = None  # held so that `is` cannot match a recycled object
         self._batch: torch.Tensor | None = None

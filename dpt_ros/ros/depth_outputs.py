@@ -1,5 +1,6 @@
 """The depth output stage of a node shell: depth, depth/relative, depth/mm, depth/camera_info, depth/colored and
-points per camera, plus (lidar_alignment) the LiDAR input, 'alignment' and 'lidar/depth_sparse'.
+points per camera, plus (lidar_alignment) the LiDAR input, 'alignment' and 'lidar/depth_sparse', or (prompt
+presets) the prompt input and 'prompt' (dpt_ros.ros.prompt_input).
 
 Used alone by the depth node and after the segmentation stage by the perception node (whose labels then
 become the cloud's 'label' field). Same-sized images of several cameras share one forward pass.
@@ -24,6 +25,7 @@ from dpt_ros.model.presets import get_preset
 from dpt_ros.pipeline.depth import (
     DEPTH_UNITS,
     METRIC_DEPTH,
+    RELATIVE_DEPTH,
     RELATIVE_INVERSE_DEPTH,
     DepthPipeline,
     FrameOutputs,
@@ -33,20 +35,22 @@ from dpt_ros.pipeline.image_codec import depth_to_16uc1_mm, depth_to_32fc1
 from dpt_ros.ros import conversions, lidar_input
 from dpt_ros.ros.lidar_input import LidarInput
 from dpt_ros.ros.node_shell import QOS, CameraIO, NodeShell, PreparedFrame, StartupError, camera_topic, weights_help
+from dpt_ros.ros.prompt_input import PromptInputs
 
 
 @dataclass
 class DepthPublishers:
     """One camera's depth outputs; None where an optional output is off."""
 
-    depth: dict[str, Any]  # output kind -> publisher ('depth' for metres, 'depth/relative')
+    depth: dict[str, Any]  # output kind -> publisher ('depth' for metres, 'depth/relative' for both relative kinds)
     info: Any
     mm: Any
     colored: Any
     cloud: Any
 
     def all(self) -> list[Any]:
-        return [pub for pub in (*self.depth.values(), self.info, self.mm, self.colored, self.cloud) if pub is not None]
+        publishers = (*self.depth.values(), self.info, self.mm, self.colored, self.cloud)
+        return list({id(pub): pub for pub in publishers if pub is not None}.values())
 
 
 class DepthOutputs:
@@ -64,6 +68,7 @@ class DepthOutputs:
         self._alignment_pub: Any = None
         self._sparse_pub: Any = None
         self._last_alignment: dict[str, str] = {}
+        self._prompts: PromptInputs | None = None
 
     def engines(self) -> list[Any]:
         return [self.engine]
@@ -78,8 +83,9 @@ class DepthOutputs:
             def publisher(msg_type: type, topic: str, enabled: bool = True, name: str = camera.name) -> Any:
                 return node.create_publisher(msg_type, camera_topic(name, topic), qos_out) if enabled else None
 
+            relative = publisher(Image, "depth/relative")
             self._publishers[camera.name] = DepthPublishers(
-                depth={METRIC_DEPTH: publisher(Image, "depth"), RELATIVE_INVERSE_DEPTH: publisher(Image, "depth/relative")},
+                depth={METRIC_DEPTH: publisher(Image, "depth"), RELATIVE_INVERSE_DEPTH: relative, RELATIVE_DEPTH: relative},
                 info=publisher(CameraInfo, "depth/camera_info"),
                 mm=publisher(Image, "depth/mm", config.publish_mm),
                 colored=publisher(Image, "depth/colored", config.publish_colored),
@@ -87,6 +93,8 @@ class DepthOutputs:
             )
         if config.lidar_alignment:
             self._open_lidar(cameras)
+        if get_preset(config.model).needs_prompt:
+            self._prompts = PromptInputs(self._shell)
 
     def _open_lidar(self, cameras: Sequence[CameraIO]) -> None:
         """LiDAR input and the alignment outputs (the configuration allows them with one camera only)."""
@@ -119,9 +127,13 @@ class DepthOutputs:
             if pub is not None:
                 node.destroy_publisher(pub)
         self._lidar = self._alignment_pub = self._sparse_pub = None
+        if self._prompts is not None:
+            self._prompts.close()
+            self._prompts = None
 
     def has_subscribers(self, camera: CameraIO) -> bool:
-        publishers = [*self._publishers[camera.name].all(), self._alignment_pub, self._sparse_pub]
+        publishers = [*self._publishers[camera.name].all(), self._alignment_pub, self._sparse_pub,
+                      self._prompts.publisher if self._prompts is not None else None]  # fmt: skip
         return any(pub.get_subscription_count() > 0 for pub in publishers if pub is not None)
 
     def wants_cloud(self, camera: CameraIO) -> bool:
@@ -147,10 +159,13 @@ class DepthOutputs:
             except InputError as error:  # depth is still right; only the cloud and camera_info need K
                 shell.report(camera, error)
                 camera_info, intrinsics = None, None
-        lidar = None
+        lidar = prompt = None
         if self._lidar is not None:
             lidar = self._lidar_frame_input(camera, item.header, camera_info, width, height)
-        return replace(item, frame=replace(item.frame, camera=intrinsics, lidar=lidar), camera_info=camera_info)
+        if self._prompts is not None:
+            prompt = self._prompts.prompt_for(camera, item.header, camera_info, width, height)
+        frame = replace(item.frame, camera=intrinsics, lidar=lidar, prompt=prompt)
+        return replace(item, frame=frame, camera_info=camera_info)
 
     def _lidar_frame_input(
         self, camera: CameraIO, header: Any, camera_info: CameraInfo | None, width: int, height: int
@@ -183,6 +198,8 @@ class DepthOutputs:
                 self._publish(pubs, item, frame_outputs)
                 if frame_outputs.alignment is not None:
                     self._publish_alignment(item.header, frame_outputs.alignment)
+                if frame_outputs.prompt is not None and self._prompts is not None:
+                    self._prompts.publish(item.header, frame_outputs.prompt)
                 item.inference_ms += depth_network_ms(frame_outputs)
 
     def _publish(self, pubs: DepthPublishers, item: PreparedFrame, outputs: FrameOutputs) -> None:
@@ -235,7 +252,10 @@ class DepthOutputs:
         }
 
     def camera_values(self, camera: CameraIO) -> dict[str, str]:
-        return {f"lidar_{key}": value for key, value in self._last_alignment.items()}
+        values = {f"lidar_{key}": value for key, value in self._last_alignment.items()}
+        if self._prompts is not None:
+            values.update(self._prompts.last_values)
+        return values
 
 
 def depth_network_ms(outputs: FrameOutputs) -> float:

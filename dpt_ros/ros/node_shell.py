@@ -220,6 +220,8 @@ class NodeShell:
         if any(engine.random_weights for engine in engines):
             banner = "!" * 20
             self.logger.warning(f"{banner} RANDOM WEIGHTS: outputs are noise, for demos and tests only {banner}")
+        for notice in {engine.preset.licence_notice for engine in engines} - {None}:
+            self.logger.warning(notice)
         self._stages = stages
 
     def activate(self) -> None:

@@ -38,6 +38,7 @@ from dpt_ros.app.depth_setup import build_depth_pipeline
 from dpt_ros.app.node_config import DepthNodeConfig, depth_preset_names
 from dpt_ros.geometry.camera import PinholeIntrinsics
 from dpt_ros.geometry.pointcloud import back_project
+from dpt_ros.model.architecture import DPTArchitecture
 from dpt_ros.model.checkpoint import WeightsError
 from dpt_ros.model.engine import InferenceEngine, StageTimer
 from dpt_ros.model.presets import get_preset, resolve_weights_path
@@ -192,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
 
     height, width = args.size
     preset = get_preset(args.preset)
+    if args.compare_hf and not isinstance(preset.architecture, DPTArchitecture):
+        print(f"error: --compare-hf times transformers' DPT and supports DPT presets only, not {preset.name}",
+              file=sys.stderr)
+        return 2
     torch.manual_seed(args.seed)  # random weights: the same network for one seed
     try:
         # Timing needs no trained weights, but a --weights file that is not there is a mistake to report.
@@ -210,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         # refuses that): a positive last bias and 20x the last layer's weights make the depth map vary across
         # the image, so the precision comparison and the LiDAR fit below have something to use.
         with torch.no_grad():
-            engine.model.scratch.output_conv[4].bias.fill_(1.0)
-            engine.model.scratch.output_conv[4].weight.mul_(20.0)
+            output_conv = engine.model.depth_output_conv()
+            output_conv.bias.fill_(1.0)
+            output_conv.weight.mul_(20.0)
     device = engine.device
     image = sample_image(height, width)
     camera = PinholeIntrinsics(0.8 * width, 0.8 * width, width / 2, height / 2, width, height)

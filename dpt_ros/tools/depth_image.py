@@ -10,6 +10,7 @@ For each input it writes `<stem>_depth.png` (uint16) and `<stem>_depth_colored.p
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("depth_output"))
     parser.add_argument("--allow-random-weights", action="store_true", help="run without weights (demo only)")
     parser.add_argument("--seed", type=int, default=0, help="seeds random weights")
+    parser.add_argument("--architecture-overrides", type=json.loads, default={},
+                        help='JSON of architecture fields for smoke runs, e.g. {"embed_dim": 64, "depth": 4}')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
@@ -67,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(args.seed)  # random weights: the same network for one seed
     preset = PRESETS[args.preset]
+    if args.architecture_overrides:
+        preset = preset.with_architecture(**args.architecture_overrides)
     weights = resolve_weights_path(args.weights, preset)
     try:
         engine = InferenceEngine(preset, weights, args.device, args.precision, args.allow_random_weights)

@@ -58,11 +58,13 @@ from dpt_ros.eval.holdout import (
     static_pixel_flicker,
 )
 from dpt_ros.eval.methods import DEFAULT_METHODS, DepthMethod, MethodInputs
-from dpt_ros.geometry.lidar_projection import keep_nearest_per_pixel, project_into_camera
+from dpt_ros.geometry.lidar_projection import keep_nearest_per_pixel, project_into_camera, project_lidar
 from dpt_ros.geometry.pointcloud import PackedCloud
 from dpt_ros.geometry.rings import beam_stride, keep_every_kth_ring, recover_rings
-from dpt_ros.model.presets import resolve_weights_path
+from dpt_ros.model.presets import PRESETS, resolve_weights_path
 from dpt_ros.pipeline.depth import DepthEstimate, DepthPipeline, Frame, LidarFrameInput
+from dpt_ros.pipeline.prompt_stage import PromptedDepth
+from dpt_ros.prompt.sources import DepthPrompt, prompt_from_lidar
 from dpt_ros.tools import cli
 from dpt_ros.tools.evaluation_report import (
     FrameRecord,
@@ -80,6 +82,8 @@ class DepthPredictor(Protocol):
     """What the evaluator needs of a model: dpt_ros.InferenceEngine or any stand-in (tests inject exact ones).
 
     infer: (H, W, 3) uint8 RGB -> (H, W) float32 at the image's resolution, in ``output_kind`` units.
+    Prompt models (``ModelUnderTest.needs_prompt``) are also called as infer_batch([rgb], prompts=[(h, w)
+    metres or None]) (see ``dpt_ros.pipeline.depth.PromptInferenceBackend``).
     """
 
     def infer(self, rgb: np.ndarray) -> np.ndarray: ...
@@ -88,12 +92,14 @@ class DepthPredictor(Protocol):
 @dataclass(frozen=True)
 class ModelUnderTest:
     """One model of a run: name (its preset, for tables), the predictor, what it outputs, and model_info for
-    the report (preset, random_weights, weights, ...)."""
+    the report (preset, random_weights, weights, ...). needs_prompt: a prompt model (Prompt Depth Anything),
+    run with the fitting LiDAR points as its prompt instead of aligned to them."""
 
     name: str
     predictor: DepthPredictor
     output_kind: str
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    needs_prompt: bool = False
 
 
 def _node_defaults() -> DepthNodeConfig:
@@ -154,38 +160,83 @@ class _SharedPrediction:
             self._image, self.last = rgb, prediction
         return self.last
 
+    def infer_batch(self, images: list[np.ndarray], prompts: list[np.ndarray | None] | None = None,
+                    ) -> list[np.ndarray]:
+        """Prompted frames: the prediction depends on the prompt (one per beam count), so nothing is shared."""
+        if prompts is None:
+            return [self.infer(image) for image in images]
+        start = time.perf_counter()
+        predictions = [np.asarray(p, dtype=np.float32) for p in self.predictor.infer_batch(images, prompts=prompts)]
+        self.inference_ms = (time.perf_counter() - start) * 1e3
+        if any(p.shape != image.shape[:2] for p, image in zip(predictions, images)):
+            raise EvaluationError(f"the model returned {predictions[0].shape} for a {images[0].shape[:2]} image")
+        self._image, self.last = None, predictions[-1]
+        return predictions
+
 
 @dataclass(frozen=True)
 class NodeFrame:
     prediction: np.ndarray  # (H, W) raw network output
     depth: DepthEstimate  # what the node publishes: metres on 'depth' or relative on 'depth/relative'
-    aligned: AlignedDepth  # the LiDAR stage's result (fit, filter state, sparse depth)
+    aligned: AlignedDepth | None  # the LiDAR stage's result (fit, filter state, sparse depth); None for prompts
     timings_ms: dict[str, float]
     cloud: PackedCloud | None  # the node's point cloud (metric frames, when wanted)
+    sparse_depth: np.ndarray | None = None  # (H, W) metres of the fitting points (NaN = none), None without scan
+    prompt: DepthPrompt | None = None  # a prompt model's prompt (or why it had none)
 
 
 class NodePath:
-    """The node's per-frame processing: its DepthPipeline with the depth stage it builds for this config."""
+    """The node's per-frame processing: its DepthPipeline with the depth stage it builds for this config.
 
-    def __init__(self, predictor: DepthPredictor, output_kind: str, config: DepthNodeConfig) -> None:
-        # scored at the image's resolution (output_scale 1), LiDAR alignment on
-        self.config = config.with_changes({"lidar_alignment": True, "output_scale": 1.0})
+    A prompt model (needs_prompt) runs as the node runs it with prompt_source lidar: the fitting points become
+    its prompt (`prompt_from_lidar`), and its metres are published only when that prompt is usable.
+    """
+
+    def __init__(self, predictor: DepthPredictor, output_kind: str, config: DepthNodeConfig,
+                 needs_prompt: bool = False) -> None:
+        # scored at the image's resolution (output_scale 1); LiDAR alignment on, or the LiDAR as the prompt
+        self.config = config.with_changes({"lidar_alignment": not needs_prompt, "output_scale": 1.0})
+        self.needs_prompt = needs_prompt
         self.shared = predictor if isinstance(predictor, _SharedPrediction) else _SharedPrediction(predictor)
-        self.pipeline = DepthPipeline(self.shared, depth_stage(self.config, output_kind))
+        stage = PromptedDepth() if needs_prompt else depth_stage(self.config, output_kind)
+        self.pipeline = DepthPipeline(self.shared, stage)
 
     def process(self, inputs: FrameInputs, fitting_xyz: np.ndarray, stamp_ns: int, want_cloud: bool = False,
                 ) -> NodeFrame:
-        """One frame aligned to ``fitting_xyz`` (the node's point cloud too, if wanted and metric)."""
+        """One frame aligned to (or prompted by) ``fitting_xyz`` (the node's point cloud too, if wanted and
+        metric)."""
         stamp = stamp_ns / 1e9
         scan = LidarScan(fitting_xyz, inputs.T_cam_lidar, stamp, inputs.extrinsic_source)
-        frame = Frame(inputs.rgb, inputs.intrinsics, LidarFrameInput(stamp, inputs.lens, scan))
+        prompt_ms: dict[str, float] = {}
+        if self.needs_prompt:
+            start = time.perf_counter()
+            prompt = prompt_from_lidar(scan, inputs.lens, self.config.prompt_settings())
+            prompt_ms["prompt"] = (time.perf_counter() - start) * 1e3
+            frame = Frame(inputs.rgb, inputs.intrinsics, prompt=prompt)
+        else:
+            frame = Frame(inputs.rgb, inputs.intrinsics, LidarFrameInput(stamp, inputs.lens, scan))
         outputs = self.pipeline.process(frame, self.config.output_options(), want_cloud=want_cloud)
-        timings = {**outputs.timings_ms, "inference": self.shared.inference_ms}  # a shared prediction's real cost
-        return NodeFrame(self.shared.last, outputs.depth, outputs.alignment, timings, outputs.cloud)
+        # a shared prediction's real cost; a prompt model's prompt building (projection + densification) too
+        timings = {**outputs.timings_ms, "inference": self.shared.inference_ms, **prompt_ms}
+        if outputs.alignment is not None:
+            sparse = outputs.alignment.sparse_depth
+        else:  # the same z-buffered projection of the fitting points the aligner makes
+            lens, config = inputs.lens, self.config
+            sparse = project_lidar(fitting_xyz, inputs.T_cam_lidar, lens.K, lens.image_size, lens.D,
+                                   lens.distortion_model, config.lidar_min_range, config.lidar_max_range)
+        return NodeFrame(self.shared.last, outputs.depth, outputs.alignment, timings, outputs.cloud, sparse,
+                         outputs.prompt)
 
 
-def _record_alignment(record: FrameRecord, aligned: AlignedDepth) -> None:
-    """The published (filtered) s, t and filter state, and this frame's own fit or why it failed."""
+def _record_alignment(record: FrameRecord, node_frame: NodeFrame) -> None:
+    """The published (filtered) s, t and filter state, and this frame's own fit or why it failed; for a prompt
+    model, whether its prompt was usable ("prompt") or why not (counted as a failed fit)."""
+    if node_frame.aligned is None:
+        prompt = node_frame.prompt
+        record.filter_state = "prompt" if prompt is not None and prompt.usable else "none"
+        record.fit_reason = "" if prompt is not None and prompt.usable else (prompt.reason if prompt else "no prompt")
+        return
+    aligned = node_frame.aligned
     filtered, fit = aligned.filtered, aligned.fit
     if filtered is not None:
         record.filter_state = filtered.state.value
@@ -202,7 +253,7 @@ class BagEvaluation:
     def __init__(self, model: ModelUnderTest, options: EvaluationOptions, output: BagWriter | None = None,
                  shared: _SharedPrediction | None = None) -> None:
         self.output_kind, self.options = model.output_kind, options
-        self.node = NodePath(shared or model.predictor, model.output_kind, options.node_config)
+        self.node = NodePath(shared or model.predictor, model.output_kind, options.node_config, model.needs_prompt)
         self.records: list[FrameRecord] = []
         # index -> rgb, the node's depth, ground truth
         self.examples: dict[int, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
@@ -220,7 +271,7 @@ class BagEvaluation:
         start = time.perf_counter()
         self._score(record, inputs, inputs.xyz[held_mask], node_frame, node_depth)
         record.timings_ms["scoring"] = (time.perf_counter() - start) * 1e3
-        _record_alignment(record, node_frame.aligned)
+        _record_alignment(record, node_frame)
         if node_depth is not None:
             if self._previous is not None:
                 record.flicker = static_pixel_flicker(self._previous[0], inputs.rgb, self._previous[1], node_depth)
@@ -237,11 +288,14 @@ class BagEvaluation:
         pixels, and their scores."""
         lens, config, options = inputs.lens, self.node.config, self.options
         width, height = lens.image_size
-        sparse = node_frame.aligned.sparse_depth  # what the node's fit saw
+        sparse = node_frame.sparse_depth  # what the node's fit (or prompt) saw
         if sparse is None:
             sparse = np.full((height, width), np.nan, np.float32)
-        method_inputs = MethodInputs(inputs.rgb, lens.K, node_frame.prediction, self.output_kind, node_depth,
-                                     sparse, config.lidar_max_depth)
+        prompt = node_frame.prompt
+        # a prompt model's prediction is metres only when its prompt was used, else unitless (RELATIVE_DEPTH)
+        kind = self.output_kind if prompt is None else node_frame.depth.kind
+        method_inputs = MethodInputs(inputs.rgb, lens.K, node_frame.prediction, kind, node_depth, sparse,
+                                     config.lidar_max_depth, None if prompt is None else prompt.depth)
         dense = {method.key: method.dense(method_inputs) for method in options.methods}
         dense = {key: values for key, values in dense.items() if values is not None}
         fitting = _pixel_samples_of_sparse(sparse)
@@ -601,7 +655,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def node_config_from_args(args: argparse.Namespace, model: str | None = None) -> DepthNodeConfig:
     """The node's parameters file (if any) with the command-line overrides (``model`` for --model), LiDAR
-    alignment on."""
+    alignment on (off for prompt presets)."""
     parameters = read_node_parameters(args.params_file) if args.params_file else {}
     overrides = {"model": model, "weights": args.weights, "allow_random_weights": args.allow_random_weights,
                  "architecture_overrides": args.architecture_overrides, "device": args.device,
@@ -610,7 +664,9 @@ def node_config_from_args(args: argparse.Namespace, model: str | None = None) ->
                  "lidar_to_camera": tuple(float(v) for v in args.extrinsic.replace(",", " ").split())
                  if args.extrinsic else None}
     parameters.update({name: value for name, value in overrides.items() if value is not None})
-    parameters["lidar_alignment"] = True
+    # LiDAR alignment on, except for a prompt preset, which takes the LiDAR as its prompt instead
+    preset = PRESETS.get(parameters.get("model", DepthNodeConfig().model))
+    parameters["lidar_alignment"] = not (preset is not None and preset.needs_prompt)
     return DepthNodeConfig.from_mapping(parameters)
 
 
@@ -633,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.weights and args.model and len(args.model) > 1:
             raise ValueError("--weights names one file: compare several models with their default weights files")
         holdout = HoldoutConfig(args.holdout_fraction, args.holdout_every_kth_beam, args.seed)
-        config = node_config_from_args(args)
+        config = node_config_from_args(args, args.model[0] if args.model else None)  # the first model's size rules
         options = EvaluationOptions(
             holdout=holdout, node_config=config, min_depth=args.min_depth,
             max_depth=args.max_depth, max_frames=args.max_frames, n_examples=args.examples,
@@ -645,7 +701,8 @@ def main(argv: list[str] | None = None) -> int:
         models = []
         for name in args.model or [config.model]:
             engine, model_info = build_engine(node_config_from_args(args, name), args.seed)
-            models.append(ModelUnderTest(engine.preset.name, engine, engine.preset.output_kind, model_info))
+            models.append(ModelUnderTest(engine.preset.name, engine, engine.preset.output_kind, model_info,
+                                         needs_prompt=engine.preset.needs_prompt))
         run_dir = args.run_dir or Path("runs") / f"eval-{args.bag.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         report, summary = evaluate_models(args.bag, models, run_dir, options, topics)
     except (BagError, EvaluationError, WeightsError, ValueError) as error:

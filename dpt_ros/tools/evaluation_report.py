@@ -302,9 +302,10 @@ def _alignment_success(summary: dict[str, Any]) -> float | None:
 
 
 def _latency_ms(summary: dict[str, Any]) -> float | None:
-    """Mean per-frame time of the network and the LiDAR alignment (decoding and scoring left out)."""
+    """Mean per-frame time of the network and the LiDAR alignment, or a prompt model's prompt building
+    (decoding and scoring left out)."""
     timing = summary["timing_ms"]
-    stages = [timing[stage]["mean"] for stage in ("inference", "depth_stage") if stage in timing]
+    stages = [timing[stage]["mean"] for stage in ("inference", "depth_stage", "prompt") if stage in timing]
     return float(sum(stages)) if stages else None
 
 

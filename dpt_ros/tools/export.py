@@ -1,4 +1,6 @@
-"""`dpt-ros-export`: a preset as ONNX with dynamic height/width (multiples of 32), checked against PyTorch.
+"""`dpt-ros-export`: a preset as ONNX with dynamic height/width, checked against PyTorch.
+
+Heights and widths must be multiples of the preset's stride: 32 for DPT, 14 for Depth Anything V2.
 
 The exported graph takes the normalised (N, 3, H, W) batch `dpt_ros.preprocess` makes and returns
 what `build_model(preset)` returns (inverse depth / metres (N, H, W) or logits (N, 150, H, W)).
@@ -10,6 +12,7 @@ For Jetson and other TensorRT targets, build an engine from the ONNX file with
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -18,14 +21,24 @@ import numpy as np
 import torch
 
 from dpt_ros.model.checkpoint import WeightsError
-from dpt_ros.model.dpt import DPT, build_model
+from dpt_ros.model.dpt import DepthNetwork, build_model
 from dpt_ros.model.presets import PRESETS
 from dpt_ros.tools import cli
 
 
-def export_onnx(model: DPT, path: Path, sample_hw: tuple[int, int] = (384, 512), opset: int = 17) -> Path:
-    """Write `model` to `path` (atomically) as ONNX with dynamic batch, height and width."""
-    sample = torch.zeros(1, 3, *sample_hw)
+def default_sizes(stride: int) -> list[tuple[int, int]]:
+    """Square and 3:4 check sizes in multiples of the stride: 384x384 and 384x512 for DPT, 168x168 and
+    168x224 for Depth Anything V2."""
+    return [(12 * stride, 12 * stride), (12 * stride, 16 * stride)]
+
+
+def export_onnx(
+    model: DepthNetwork, path: Path, sample_hw: tuple[int, int] | None = None, opset: int = 17
+) -> Path:
+    """Write `model` to `path` (atomically) as ONNX with dynamic batch, height and width.
+
+    sample_hw: the traced example's size (default: the 3:4 size of `default_sizes`)."""
+    sample = torch.zeros(1, 3, *(sample_hw or default_sizes(model.arch.stride)[1]))
     segmentation = model.arch.head == "segmentation"
     output_axes = {0: "batch", 2: "height", 3: "width"} if segmentation else {0: "batch", 1: "height", 2: "width"}
     temporary = path.with_name(path.name + ".partial")
@@ -43,7 +56,7 @@ def export_onnx(model: DPT, path: Path, sample_hw: tuple[int, int] = (384, 512),
     return path
 
 
-def max_relative_difference(model: DPT, onnx_path: Path, sizes: list[tuple[int, int]],
+def max_relative_difference(model: DepthNetwork, onnx_path: Path, sizes: list[tuple[int, int]],
                             seed: int = 0) -> dict[tuple[int, int], float]:
     """max |onnxruntime - torch| / max |torch| per input size, on seeded random inputs."""
     import onnxruntime
@@ -68,18 +81,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-random-weights", action="store_true")
     parser.add_argument("--seed", type=int, default=0, help="seeds random weights")
     parser.add_argument("--out", type=Path, required=True, help="output .onnx path")
-    parser.add_argument("--check-sizes", default=[(384, 384), (384, 512)], type=cli.image_sizes,
-                        help="HxW list to verify with onnxruntime (default 384x384,384x512)")
+    parser.add_argument("--check-sizes", type=cli.image_sizes, help="HxW list to verify with onnxruntime (default: a "
+                        "square and a 3:4 size in multiples of the preset's stride)")
+    parser.add_argument("--architecture-overrides", type=json.loads, default={},
+                        help='JSON of architecture fields for smoke runs, e.g. {"embed_dim": 64, "depth": 4}')
     args = parser.parse_args(argv)
     if args.weights is None and not args.allow_random_weights:
         parser.error("give --weights (or --allow-random-weights for a structural export)")
+    preset = PRESETS[args.preset]
     torch.manual_seed(args.seed)  # random weights: the same network for one seed
     try:
-        model = build_model(args.preset, args.weights)
+        if args.architecture_overrides:
+            preset = preset.with_architecture(**args.architecture_overrides)
+        sizes = args.check_sizes or default_sizes(preset.architecture.stride)
+        model = build_model(preset, args.weights)
         export_onnx(model, args.out)
-    except (WeightsError, OSError) as error:
+    except (WeightsError, OSError, ValueError, TypeError) as error:  # TypeError: an unknown architecture field
         return cli.user_error(parser.prog, error)
-    differences = max_relative_difference(model, args.out, args.check_sizes)
+    differences = max_relative_difference(model, args.out, sizes)
     for (height, width), difference in differences.items():
         print(f"{height}x{width}: max relative difference onnxruntime vs torch = {difference:.2e}")
     print(f"wrote {args.out}")

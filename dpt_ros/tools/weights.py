@@ -14,14 +14,16 @@ DEFAULT_MODELS_DIR = Path("models")
 
 
 def verify_file(preset: Preset, path: Path, load: bool) -> tuple[bool, str]:
-    """(ok, one-line verdict) for one preset's file: present, SHA-256 matches, optionally loads."""
+    """(ok, one-line verdict) for one preset's file: present, SHA-256 matches the published prefix, and loads
+    into its network (when `load`, or always where no hash is published, as for Depth Anything V2)."""
     if not path.is_file():
         return False, f"MISSING  {path} (run `{DOWNLOAD_COMMAND} {preset.name}`, or download {preset.url})"
     digest = sha256_of(path)
     problem = ExpectedDigest.of_preset(preset).mismatch(digest)
     if problem:
         return False, f"BAD HASH {path}: {problem}"
-    if load:
+    # Without a published hash only loading the file into its network can tell a right file from a wrong one.
+    if load or not (preset.sha256 or preset.sha256_prefix):
         from dpt_ros.model.checkpoint import WeightsError
         from dpt_ros.model.dpt import build_model
 
@@ -58,7 +60,7 @@ def download(presets: list[Preset], models_dir: Path, url: str | None, mirror: s
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="dpt-ros-weights", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="presets, their weight files, download URLs and SHA-256 prefixes")
+    sub.add_parser("list", help="presets, their weight files, download URLs and licences, SHA-256 prefixes")
     fetch = sub.add_parser("download", help="fetch weight files into the models directory (resumable, verified)")
     fetch.add_argument("presets", nargs="*", help="presets to fetch")
     fetch.add_argument("--all", action="store_true", help="fetch every preset's file")
@@ -77,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         for preset in PRESETS.values():
             present = "present" if default_weights_path(preset, args.models_dir).is_file() else "absent"
-            print(f"{preset.name:18s} {preset.output_kind:23s} {preset.weights_file:30s} {present:8s} {preset.url}")
+            print(
+                f"{preset.name:39s} {preset.output_kind:23s} {preset.weights_file:43s} {present:8s} "
+                f"{preset.licence:13s} {preset.url}"
+            )
         return 0
 
     unknown = [name for name in args.presets if name not in PRESETS]
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     for preset in chosen:
         ok, verdict = verify_file(preset, default_weights_path(preset, args.models_dir), args.load)
         all_ok &= ok
-        print(f"{preset.name:18s} {verdict}")
+        print(f"{preset.name:39s} {verdict}")
     return 0 if all_ok else 1
 
 

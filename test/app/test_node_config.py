@@ -55,6 +55,10 @@ def test_shipped_yaml_names_every_parameter_and_equals_the_defaults() -> None:
         ({"cameras": [f"cam{i}" for i in range(9)]}, "must be like"),
         ({"cameras": ["front", "left"], "lidar_alignment": True}, "single camera only"),
         ({"batch_wait": 2.0}, "outside"),
+        ({"prompt_source": "sonar"}, "not one of"),
+        ({"prompt_to_camera": [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]}, "must be like"),
+        ({"prompt_to_camera": [1.0] * 16}, "prompt_to_camera"),
+        ({"prompt_min_fraction": 1.5}, "outside"),
         ({"not_a_parameter": 1}, "unknown"),
     ],
 )
@@ -84,11 +88,24 @@ def test_values_from_ros_are_coerced_and_output_options_follow() -> None:
 
 
 def test_docs_list_every_parameter() -> None:
-    """Each parameter is documented: the node's own in docs/depth_node.md, LiDAR ones in docs/lidar_alignment.md."""
+    """Each parameter is documented: the node's own in docs/depth_node.md, LiDAR ones in docs/lidar_alignment.md,
+    depth-prompt ones in docs/prompt_depth.md."""
     node_docs = (REPO_ROOT / "docs" / "depth_node.md").read_text()
     lidar_docs = (REPO_ROOT / "docs" / "lidar_alignment.md").read_text()
+    prompt_docs = (REPO_ROOT / "docs" / "prompt_depth.md").read_text()
     missing = [
         spec.name for spec in parameter_specs()
         if f"| `{spec.name}` |" not in node_docs and f"`{spec.name}`" not in lidar_docs
+        and f"| `{spec.name}` |" not in prompt_docs
     ]
     assert not missing, f"undocumented parameters: {missing}"
+
+
+def test_prompt_parameters_build_the_prompt_settings() -> None:
+    config = DepthNodeConfig.from_mapping(
+        {"prompt_densify": "nearest", "prompt_long_side": 128, "prompt_min_span": 0.2, "lidar_min_range": 1,
+         "prompt_to_camera": [0.1, 0, 0, 0, 0, 0, 1]}
+    )
+    settings = config.prompt_settings()
+    assert (settings.method, settings.long_side, settings.min_span_m, settings.min_range) == ("nearest", 128, 0.2, 1.0)
+    assert config.prompt_extrinsic()[0, 3] == 0.1 and DepthNodeConfig().prompt_extrinsic() is None

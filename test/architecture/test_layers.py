@@ -22,6 +22,8 @@ LAYER = {
     "sim": 1,
     "alignment": 2,
     "segmentation": 2,
+    # Depth prompts sit beside alignment: both turn sensor depth into what a network output needs.
+    "prompt": 2,
     "pipeline": 3,
     "eval": 3,
     "app": 4,

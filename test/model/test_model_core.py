@@ -188,8 +188,14 @@ def test_segmentation_engine_returns_logits_at_image_size():
 def test_every_preset_is_consistent():
     for name, preset in PRESETS.items():
         assert preset.name == name
-        assert preset.weights_file.endswith(f"{preset.sha256_prefix}.pt")
-        assert (preset.metric is not None) == preset.is_metric
+        if preset.needs_prompt:  # Prompt Depth Anything: every repository's file is model.ckpt, saved renamed
+            assert preset.weights_file == f"{name}.ckpt" and preset.url.endswith("/model.ckpt")
+        elif not preset.sha256_prefix:  # Depth Anything V2: the official names carry no hash
+            assert preset.weights_file == f"{name}.pth" and preset.url.endswith("/" + preset.weights_file)
+        else:
+            assert preset.weights_file.endswith(f"{preset.sha256_prefix}.pt")
+        metres_from = preset.metric or getattr(preset.architecture, "max_depth", None)
+        assert (metres_from is not None) == preset.is_metric
         assert (preset.architecture.head == "segmentation") == preset.is_segmentation
 
 

@@ -20,11 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+from dpt_ros.model.presets import DPT_MEAN_STD
 from dpt_train.config import DataConfig
 from dpt_train.kitti_raw import load_camera_calibration, read_velodyne, velodyne_depth, velodyne_path_for_image
 from dpt_train.transforms import AugmentConfig, augment_pair, crop, kb_crop_offset
 
 LOG = logging.getLogger(__name__)
+MeanStd = tuple[tuple[float, float, float], tuple[float, float, float]]
 BadSamplePolicy = Literal["raise", "skip"]
 DepthSource = Literal["png", "velodyne"]
 KITTI_DEPTH_SCALE = 256.0  # uint16 PNG value / 256 = metres
@@ -91,13 +93,15 @@ def read_depth_png(path: str | Path, expected_shape: tuple[int, int]) -> np.ndar
     return depth.astype(np.float32) / KITTI_DEPTH_SCALE
 
 
-def normalize_image(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32 with DPT's normalisation (mean = std = 0.5 on [0, 1]).
+def normalize_image(image: np.ndarray, mean_std: MeanStd = DPT_MEAN_STD) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 normalised per channel on [0, 1] by the preset's (mean, std):
+    DPT's mean = std = 0.5 by default, ImageNet's for Depth Anything V2.
 
-    The same float32 arithmetic as `dpt_ros.preprocess` (which also resizes; training crops are already
+    The same arithmetic as `dpt_ros.preprocess` (which also resizes; training crops are already
     network-sized), so a model sees identical numbers in training and in the node.
     """
-    normalized = (image.astype(np.float32) / 255.0 - 0.5) / 0.5
+    mean, std = (np.asarray(values, dtype=np.float64) for values in mean_std)
+    normalized = ((image / 255.0 - mean) / std).astype(np.float32)  # float64 arithmetic, as preprocess
     return torch.from_numpy(np.ascontiguousarray(normalized.transpose(2, 0, 1)))
 
 
@@ -126,6 +130,7 @@ class KittiDepthDataset(Dataset):
         seed: int = 0,
         on_bad_sample: BadSamplePolicy = "raise",
         depth_source: DepthSource = "png",
+        mean_std: MeanStd = DPT_MEAN_STD,
     ) -> None:
         if on_bad_sample not in ("raise", "skip"):
             raise ValueError(f"on_bad_sample must be 'raise' or 'skip', got {on_bad_sample!r}")
@@ -133,7 +138,7 @@ class KittiDepthDataset(Dataset):
             raise ValueError(f"depth_source must be 'png' or 'velodyne', got {depth_source!r}")
         self.image_root, self.depth_root = Path(image_root), Path(depth_root)
         self.train, self.augment, self.seed, self.on_bad_sample = train, augment, seed, on_bad_sample
-        self.depth_source = depth_source
+        self.depth_source, self.mean_std = depth_source, mean_std
         self.epoch = 0
         entries = read_split(split_file)
         with_depth = [entry for entry in entries if entry.depth is not None or depth_source == "velodyne"]
@@ -218,7 +223,7 @@ class KittiDepthDataset(Dataset):
             image, depth = augment_pair(image, depth, self.augment, rng)
         else:
             sample.update(crop_top=top, crop_left=left, rgb=torch.from_numpy(np.ascontiguousarray(image)))
-        sample.update(image=normalize_image(image), depth=torch.from_numpy(np.ascontiguousarray(depth)))
+        sample.update(image=normalize_image(image, self.mean_std), depth=torch.from_numpy(np.ascontiguousarray(depth)))
         return sample
 
 
@@ -237,14 +242,15 @@ def collate_samples(samples: list[dict]) -> dict:
 
 
 def dataset_from_config(
-    data: DataConfig, split: Literal["train", "val"], train: bool, seed: int = 0
+    data: DataConfig, split: Literal["train", "val"], train: bool, seed: int = 0, mean_std: MeanStd = DPT_MEAN_STD
 ) -> KittiDepthDataset:
-    """The train or val split of a DataConfig, as a training (augmented) or evaluation dataset."""
+    """The train or val split of a DataConfig, as a training (augmented) or evaluation dataset whose images
+    are normalised by `mean_std` (the trained preset's)."""
     split_file, depth_source = (
         (data.train_split, data.depth_source) if split == "train" else (data.val_split, data.val_depth_source)
     )
     return KittiDepthDataset(split_file, data.image_root, data.depth_root, train, data.augment, seed,
-                             data.on_bad_sample, depth_source)
+                             data.on_bad_sample, depth_source, mean_std)
 
 
 class ResumableDistributedSampler(DistributedSampler):

@@ -30,7 +30,7 @@ from dpt_train.config import OptimConfig, TrainConfig, save_config, to_dict
 from dpt_train.data import ResumableDistributedSampler, ShardSampler, collate_samples, dataset_from_config
 from dpt_train.evaluate import evaluate_dataset, model_predictor
 from dpt_train.losses import scale_shift_invariant_loss, silog_loss
-from dpt_train.model import build_training_model, fold_scale_shift
+from dpt_train.model import build_training_model, fold_scale_shift, resolve_preset
 from dpt_train.plots import plot_training_curves
 from dpt_train.recipe import estimate_scale_shift
 
@@ -171,8 +171,9 @@ class Trainer:
         self.best: float | None = None
         self.skipped_samples = 0
         self.skipped_steps = 0
-        self.train_set = dataset_from_config(config.data, "train", train=True, seed=config.seed)
-        self.val_set = dataset_from_config(config.data, "val", train=False)
+        mean_std = resolve_preset(config.model).mean_std
+        self.train_set = dataset_from_config(config.data, "train", train=True, seed=config.seed, mean_std=mean_std)
+        self.val_set = dataset_from_config(config.data, "val", train=False, mean_std=mean_std)
         self.per_rank_batch = config.batch_size // self.context.world_size
         self.sampler = ResumableDistributedSampler(self.train_set, self.context.world_size, self.context.rank,
                                                    config.seed)
@@ -287,7 +288,9 @@ class Trainer:
             self._apply_recipe()
 
     def _apply_recipe(self) -> None:
-        aligned_set = dataset_from_config(self.config.data, "train", train=False)
+        aligned_set = dataset_from_config(
+            self.config.data, "train", train=False, mean_std=resolve_preset(self.config.model).mean_std
+        )
         scale, shift, fitted = estimate_scale_shift(self.model, aligned_set, self.device, self.config.recipe.samples)
         fold_scale_shift(self.model, scale, shift)
         if self.context.world_size > 1:  # every rank computed the same fold; make it bit-identical

@@ -12,12 +12,10 @@ from contextlib import contextmanager
 
 import torch
 
-from dpt_ros.model.dpt import DPT, build_model
+from dpt_ros.model.architecture import DepthAnythingV2Architecture
+from dpt_ros.model.dpt import DPT, DepthNetwork, build_model
 from dpt_ros.model.presets import MetricConversion, Preset, get_preset
 from dpt_train.config import ModelConfig, TrainConfig
-
-# Index of the last 1x1 conv in the depth head (conv3x3, up, conv3x3, ReLU, conv1x1, ReLU).
-_HEAD_LAST_CONV = 4
 
 
 def resolve_preset(model_config: ModelConfig) -> Preset:
@@ -34,6 +32,8 @@ def resolve_preset(model_config: ModelConfig) -> Preset:
     if (model_config.metric_scale is None) != (model_config.metric_shift is None):
         raise ValueError("model.metric_scale and model.metric_shift must be given together")
     if model_config.metric_scale is not None:
+        if isinstance(preset.architecture, DepthAnythingV2Architecture):
+            raise ValueError(f"{preset.name!r} outputs metres itself (Sigmoid x max depth): no metric_scale/shift")
         if not preset.is_metric:
             raise ValueError(f"metric_scale/metric_shift need a metric preset, {preset.name!r} is relative")
         preset = dataclasses.replace(
@@ -42,21 +42,25 @@ def resolve_preset(model_config: ModelConfig) -> Preset:
     return preset
 
 
-def depth_head_last_conv(model: DPT) -> torch.nn.Conv2d:
-    """The 1x1 conv whose ReLU'd output is the network's inverse depth."""
-    conv = model.scratch.output_conv[_HEAD_LAST_CONV]
-    if not isinstance(conv, torch.nn.Conv2d) or conv.out_channels != 1:
-        raise TypeError("model has no DPT depth head (scratch.output_conv[4] must be a 1-channel conv)")
-    return conv
+def depth_head_last_conv(model: DepthNetwork) -> torch.nn.Conv2d:
+    """The 1x1 conv whose ReLU'd (DPT; Depth Anything V2 relative) or Sigmoid'd (DA-V2 metric) output is the
+    network's depth output."""
+    return model.depth_output_conv()
 
 
-def build_training_model(config: TrainConfig) -> DPT:
+def build_training_model(config: TrainConfig) -> DepthNetwork:
     """Build the preset's network in train mode, with config.model.weights if given.
 
     A randomly initialised depth head often starts with its final ReLU dead everywhere (no gradient can
     ever flow); its last bias is therefore set to +1 so training can start.
     """
-    model = build_model(resolve_preset(config.model), weights=config.model.weights)
+    preset = resolve_preset(config.model)
+    if config.recipe.estimate_scale_shift and isinstance(preset.architecture, DepthAnythingV2Architecture):
+        raise ValueError(
+            "recipe.estimate_scale_shift folds an inverse-depth alignment into DPT's metric head; "
+            f"{preset.name} outputs metres (or relative depth) directly: set recipe.estimate_scale_shift false"
+        )
+    model = build_model(preset, weights=config.model.weights)
     if config.model.weights is None:
         with torch.no_grad():
             depth_head_last_conv(model).bias.fill_(1.0)
