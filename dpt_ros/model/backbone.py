@@ -108,11 +108,13 @@ class Reassemble(nn.Module):
         return fmap
 
 
-def _cubic_resample_matrix(out_len: int | torch.Tensor, in_len: int, scale: float | torch.Tensor) -> torch.Tensor:
+def _cubic_resample_matrix(
+    out_len: int | torch.Tensor, in_len: int, scale: float | torch.Tensor, device: torch.device
+) -> torch.Tensor:
     """(out_len, in_len) matrix of PyTorch's bicubic resampling (Keys a = -0.75, align_corners=False) by
     `scale_factor` = scale: output i samples source coordinate (i + 0.5) / scale - 0.5, taps clamped at the
     edges. Built from tensor ops so that a traced (ONNX) graph recomputes it for every input size."""
-    dst = torch.arange(out_len, dtype=torch.float32)
+    dst = torch.arange(out_len, dtype=torch.float32, device=device)
     src = (dst + 0.5) * (1.0 / scale) - 0.5  # 1 / scale first (in double when eager), as PyTorch does
     base = torch.floor(src)
     t = src - base
@@ -122,8 +124,8 @@ def _cubic_resample_matrix(out_len: int | torch.Tensor, in_len: int, scale: floa
     inner = ((a + 2) * near - (a + 3)) * near * near + 1
     outer = ((a * far - 5 * a) * far + 8 * a) * far - 4 * a
     weights = torch.stack((outer[0], inner[0], inner[1], outer[1]))  # taps at base - 1, base, base + 1, base + 2
-    taps = (base[None] + torch.arange(-1, 3, dtype=torch.float32)[:, None]).clamp(0, in_len - 1)
-    columns = torch.arange(in_len, dtype=torch.float32)
+    taps = (base[None] + torch.arange(-1, 3, dtype=torch.float32, device=device)[:, None]).clamp(0, in_len - 1)
+    columns = torch.arange(in_len, dtype=torch.float32, device=device)
     return ((taps[..., None] == columns) * weights[..., None]).sum(dim=0)
 
 
@@ -150,9 +152,11 @@ def resize_position_embedding(
     else:
         # offset 0 at the pretraining grid makes both matrices exact identities: the original's "no resize".
         offset = rule.offset * (1 - ((height == old) & (width == old)) * 1.0)
-        rows = _cubic_resample_matrix(height, old, (height + offset) / old)
-        cols = _cubic_resample_matrix(width, old, (width + offset) / old)
-        resized = torch.einsum("hi,ijc,wj->hwc", rows, grid_embed, cols)
+        rows = _cubic_resample_matrix(height, old, (height + offset) / old, grid_embed.device)
+        cols = _cubic_resample_matrix(width, old, (width + offset) / old, grid_embed.device)
+        # float32 even under fp16/bf16 autocast, as the original interpolates in float32.
+        with torch.autocast(grid_embed.device.type, enabled=False):
+            resized = torch.einsum("hi,ijc,wj->hwc", rows, grid_embed, cols)
     grid_embed = resized.reshape(1, -1, resized.shape[-1]).to(pos_embed.dtype)
     return torch.cat((cls_embed, grid_embed), dim=1)
 
