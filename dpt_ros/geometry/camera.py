@@ -4,12 +4,14 @@ Works on the plain arrays of sensor_msgs/CameraInfo (K: 9 row-major values of th
 matrix, P: 12 row-major values of the 3x4 projection matrix), so it needs no ROS.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from dpt_ros.errors import CAMERA_INFO_MISMATCH, INVALID_CAMERA_INFO, InputError
+from dpt_ros.errors import CAMERA_INFO_MISMATCH, INVALID_CAMERA_INFO, UNSUPPORTED_DISTORTION, InputError
+from dpt_ros.geometry.lidar_projection import DISTORTION_COEFFICIENT_COUNTS
 
 IntrinsicsSource = Literal["K", "P"]
 
@@ -46,6 +48,39 @@ def intrinsics_from_matrices(
             "point clouds need positive focal lengths",
         )
     return PinholeIntrinsics(float(fx), float(fy), float(cx), float(cy), int(width), int(height))
+
+
+@dataclass(frozen=True)
+class LensDistortion:
+    """A raw (unrectified) image's lens distortion: CameraInfo D in OpenCV order and its distortion_model."""
+
+    coefficients: tuple[float, ...]
+    model: str
+
+
+def lens_distortion(d: Sequence[float], distortion_model: str, source: IntrinsicsSource) -> LensDistortion | None:
+    """The distortion to undo when back-projecting, or None when there is none to undo.
+
+    None for rectified images (source "P": their pixels follow P's pinhole model) and for an empty or
+    all-zero D. Raises InputError: UNSUPPORTED_DISTORTION for a model other than plumb_bob and
+    rational_polynomial (e.g. equidistant fisheye), INVALID_CAMERA_INFO for a D of the wrong length or
+    with non-finite values.
+    """
+    coefficients = tuple(float(value) for value in d)
+    if source == "P" or (not any(coefficients) and all(np.isfinite(coefficients))):
+        return None
+    expected = DISTORTION_COEFFICIENT_COUNTS.get(distortion_model)
+    if expected is None:
+        raise InputError(
+            UNSUPPORTED_DISTORTION,
+            f"distortion_model {distortion_model!r} with non-zero D cannot be undone (supported: "
+            f"{sorted(DISTORTION_COEFFICIENT_COUNTS)}); publish rectified images (image_rect) with intrinsics_source P",
+        )
+    if len(coefficients) != expected or not all(np.isfinite(coefficients)):
+        raise InputError(
+            INVALID_CAMERA_INFO, f"{distortion_model} takes {expected} finite coefficients, got D={list(coefficients)}"
+        )
+    return LensDistortion(coefficients, distortion_model)
 
 
 def require_resolution(intrinsics: PinholeIntrinsics, width: int, height: int) -> None:

@@ -2,22 +2,33 @@
 
 Back-projection is depth_image_proc's pinhole formula in the camera optical frame (x right, y down,
 z forward): x = (u - cx) * z / fx, y = (v - cy) * z / fy, with (u, v) the pixel column and row.
+For a raw image of a distorted lens, (x/z, y/z) is instead the pixel's undistorted ray through the same
+lens model the LiDAR projection uses (lidar_projection.undistort_normalised), computed once per camera
+model and kept (`ray_grid`); pixels whose ray the model cannot give are NaN points.
 The cloud is organized: one point per (strided) pixel, height = rows, width = columns, and NaN
 x, y, z where the depth is unknown, so is_dense is always False.
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 import cv2
 import numpy as np
 
-from dpt_ros.geometry.camera import PinholeIntrinsics
+from dpt_ros.geometry.camera import LensDistortion, PinholeIntrinsics
 from dpt_ros.geometry.cloud_fields import POINT_FIELD_DTYPES
+from dpt_ros.geometry.lidar_projection import undistort_normalised
 
 # numpy dtype -> sensor_msgs/PointField datatype code (the inverse of the reader's table).
 POINT_FIELD_DATATYPES: Final[dict[np.dtype, int]] = {np.dtype(t): code for code, t in POINT_FIELD_DTYPES.items()}
+
+# Ray grids kept (two float32 values per sampled pixel each: 2.4 MB at 640x480, 265 MB at 8K): one per
+# camera model in use, so a node with up to this many distorted cameras computes each grid once.
+RAY_GRIDS_KEPT: Final[int] = 8
+# Largest miss, in pixels, of a ray re-distorted back onto its pixel; beyond it the ray is NaN.
+UNDISTORT_TOLERANCE_PX: Final[float] = 1e-3
 
 
 @dataclass(frozen=True)
@@ -52,17 +63,47 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
 
 
 def back_project(
-    depth_m: np.ndarray, intrinsics: PinholeIntrinsics, stride: int = 1, max_range: float = np.inf
+    depth_m: np.ndarray,
+    intrinsics: PinholeIntrinsics,
+    stride: int = 1,
+    max_range: float = np.inf,
+    distortion: LensDistortion | None = None,
 ) -> np.ndarray:
     """(H, W) depth in metres -> (ceil(H/stride), ceil(W/stride), 3) float32 x, y, z in metres.
 
     Samples every `stride`-th row and column starting at pixel (0, 0). Points whose depth is not
-    finite, not positive, or deeper than `max_range` metres (along z, like the depth image) are NaN.
+    finite, not positive, or deeper than `max_range` metres (along z, like the depth image) are NaN,
+    and so are those whose undistorted ray cannot be found when `distortion` is given.
     """
     z = _sampled_valid_depth(depth_m, intrinsics, stride, max_range)
     xyz = np.empty(z.shape + (3,), dtype=np.float32)
-    _write_xyz(z, intrinsics, stride, xyz[..., 0], xyz[..., 1], xyz[..., 2])
+    _write_xyz(z, ray_grid(intrinsics, distortion, stride), xyz[..., 0], xyz[..., 1], xyz[..., 2])
     return xyz
+
+
+@lru_cache(maxsize=RAY_GRIDS_KEPT)
+def ray_grid(
+    intrinsics: PinholeIntrinsics, distortion: LensDistortion | None, stride: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x/z, y/z) of every stride-th pixel's ray, read-only float32, broadcastable to (rows, columns).
+
+    Pinhole (no distortion): shapes (1, columns) and (rows, 1). Distorted: (rows, columns) each, NaN where
+    the lens model cannot be inverted to UNDISTORT_TOLERANCE_PX. Cached per (intrinsics, distortion, stride).
+    """
+    u = np.arange(0, intrinsics.width, stride, dtype=np.float64)
+    v = np.arange(0, intrinsics.height, stride, dtype=np.float64)
+    x_distorted = ((u - intrinsics.cx) / intrinsics.fx)[np.newaxis, :]
+    y_distorted = ((v - intrinsics.cy) / intrinsics.fy)[:, np.newaxis]
+    if distortion is None:
+        rays = (x_distorted.astype(np.float32), y_distorted.astype(np.float32))
+    else:
+        x_grid, y_grid = np.broadcast_arrays(x_distorted, y_distorted)
+        tolerance = UNDISTORT_TOLERANCE_PX / max(intrinsics.fx, intrinsics.fy)
+        x, y, valid = undistort_normalised(x_grid, y_grid, distortion.coefficients, distortion.model, tolerance)
+        rays = (np.where(valid, x, np.nan).astype(np.float32), np.where(valid, y, np.nan).astype(np.float32))
+    for array in rays:
+        array.flags.writeable = False  # shared by every frame of this camera
+    return rays
 
 
 def _sampled_valid_depth(
@@ -82,17 +123,15 @@ def _sampled_valid_depth(
 
 
 def _write_xyz(
-    z: np.ndarray, intrinsics: PinholeIntrinsics, stride: int, x_out: np.ndarray, y_out: np.ndarray, z_out: np.ndarray
+    z: np.ndarray, rays: tuple[np.ndarray, np.ndarray], x_out: np.ndarray, y_out: np.ndarray, z_out: np.ndarray
 ) -> None:
-    """Fill (h, w) views x_out, y_out, z_out from strided depth z (no temporaries of size h x w x 3)."""
-    rows, columns = z.shape
-    u = np.arange(columns, dtype=np.float32) * np.float32(stride)
-    v = np.arange(rows, dtype=np.float32) * np.float32(stride)
-    x_per_z = (u - np.float32(intrinsics.cx)) / np.float32(intrinsics.fx)
-    y_per_z = (v - np.float32(intrinsics.cy)) / np.float32(intrinsics.fy)
-    np.multiply(z, x_per_z[np.newaxis, :], out=x_out)
-    np.multiply(z, y_per_z[:, np.newaxis], out=y_out)
+    """Fill (h, w) views x_out, y_out, z_out from strided depth z and its rays (no h x w x 3 temporaries)."""
+    x_per_z, y_per_z = rays
+    np.multiply(z, x_per_z, out=x_out)
+    np.multiply(z, y_per_z, out=y_out)
     z_out[...] = z
+    if x_per_z.shape[0] > 1:  # a distorted lens's grid: pixels without a ray are unknown points
+        z_out[np.isnan(x_per_z)] = np.nan
 
 
 def build_point_cloud(
@@ -103,6 +142,7 @@ def build_point_cloud(
     max_range: float = np.inf,
     rgb: np.ndarray | None = None,
     channels: Mapping[str, np.ndarray] | None = None,
+    distortion: LensDistortion | None = None,
 ) -> PackedCloud:
     """Organized point cloud of a metric depth image, packed for a PointCloud2.
 
@@ -110,6 +150,8 @@ def build_point_cloud(
     rgb: optional (H, W, 3) uint8 image at the same size -> an "rgb" float32 field.
     channels: optional extra per-pixel fields, name -> (H, W) array of a PointField type
         (e.g. "label": uint16 class ids); they are strided like the depth.
+    distortion: the lens distortion of a raw image (None for rectified or undistorted ones): points go
+        along the undistorted rays of the same lens model (see `ray_grid`).
     Fields are x, y, z (float32), then rgb, then channels in order, packed without padding.
     """
     z = _sampled_valid_depth(depth_m, intrinsics, stride, max_range)
@@ -126,7 +168,7 @@ def build_point_cloud(
         [("x", "<f4"), ("y", "<f4"), ("z", "<f4")] + [(name, v.dtype.newbyteorder("<")) for name, v in extra.items()]
     )
     points = np.empty(z.shape, dtype=point_dtype)
-    _write_xyz(z, intrinsics, stride, points["x"], points["y"], points["z"])
+    _write_xyz(z, ray_grid(intrinsics, distortion, stride), points["x"], points["y"], points["z"])
     for name, values in extra.items():
         points[name] = values
     fields = tuple(

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from dpt_ros.alignment.lidar_depth import NO_SCAN, LensModel, LidarScan
-from dpt_ros.geometry.camera import PinholeIntrinsics, scale_intrinsics
+from dpt_ros.geometry.camera import LensDistortion, PinholeIntrinsics, scale_intrinsics
 from dpt_ros.geometry.pointcloud import PackedCloud, build_point_cloud
 from dpt_ros.model.presets import METRIC_DEPTH, RELATIVE_INVERSE_DEPTH
 from dpt_ros.pipeline.colorize import colorize_depth
@@ -55,12 +55,15 @@ class Frame:
     lidar: the image stamp, lens and paired LiDAR scan, when LiDAR alignment is on.
     labels: (H, W) uint8 semantic class ids of this image (a segmentation network's output), or None;
         they become the cloud's LABEL_FIELD.
+    distortion: the lens distortion of a raw (unrectified) image, undone when back-projecting; None for
+        rectified images or lenses without distortion.
     """
 
     rgb: np.ndarray
     camera: PinholeIntrinsics | None = None
     lidar: LidarFrameInput | None = None
     labels: np.ndarray | None = None
+    distortion: LensDistortion | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,7 @@ class DepthPipeline:
                     max_range=options.max_range,
                     rgb=rgb if options.cloud_rgb else None,
                     channels=channels,
+                    distortion=frame.distortion,
                 )
         if want_colored:
             with clock("colorize"):
