@@ -41,7 +41,7 @@ MAX_MILLIMETRES: Final[int] = np.iinfo(np.uint16).max
 DEFAULT_MAX_IMAGE_PIXELS: Final[int] = 7680 * 4320
 
 _PNG_SIGNATURE: Final[bytes] = b"\x89PNG\r\n\x1a\n"
-_JPEG_START: Final[bytes] = b"\xff\xd8\xff"
+_JPEG_START: Final[bytes] = b"\xff\xd8"  # SOI; a marker must follow, else the header walk calls it corrupt
 _JPEG_END_OF_IMAGE: Final[bytes] = b"\xff\xd9"
 _JPEG_START_OF_SCAN: Final[int] = 0xDA
 # SOF0-SOF15 except DHT (C4), JPG (C8) and DAC (CC), which share the range
