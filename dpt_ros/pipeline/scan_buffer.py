@@ -7,10 +7,11 @@ hold its place forever and correctly stamped scans would never pair again.
 Timelines (see dpt_ros.pipeline.timeline): a scan more than the reset tolerance older than the newest
 stored scan starts a new scan timeline and the stored scans are forgotten. The stream the scans are
 paired with (the images) reports its newest stamp with `observe_reference`: a scan stamped more than
-`future_horizon_s` after it is refused and counted, so it neither pairs nor evicts good scans. When the
-images start a new timeline (`reference_reset`), scans of the old one are dropped so they never pair with
-images of the new one: all of them, unless the scans restarted first (then only those still stamped
-beyond the horizon, in flight from before).
+`future_horizon_s` after it is counted as a future scan and, when the buffer is full, evicted before any
+other, so future scans never push out the scans images can pair with (they stay only so that a forward
+jump of the images, e.g. a camera resuming, finds them). When the images start a new timeline
+(`reference_reset`), scans of the old one are dropped so they never pair with images of the new one: all
+of them, unless the scans restarted first (then only those stamped beyond the horizon, from before).
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ FUTURE_HORIZON_S: Final[float] = 1.0
 class ScanArrival(str, Enum):
     STORED = "stored"
     STORED_AFTER_RESET = "stored_after_reset"  # the scan started a new timeline; older scans were dropped
-    FUTURE = "future"  # refused: beyond the reference stream's newest stamp + future_horizon_s
+    FUTURE = "future"  # beyond the reference stream's newest stamp + future_horizon_s: counted, evicted first
 
 
 @dataclass(frozen=True)
 class ScanBufferCounts:
-    future_refused: int  # scans refused as stamped beyond the horizon
+    future_scans: int  # scans that arrived stamped beyond the horizon of the images
     scan_resets: int  # times the scans themselves jumped back in time
     reference_resets: int  # times the reference stream (images) started a new timeline
 
@@ -68,16 +69,16 @@ class NearestStampBuffer(Generic[Item]):
         self._items: dict[float, Item] = {}
         self._reference_s: float | None = None
         self._scans_restarted = False  # the scans reset since the reference last did
-        self._future_refused = self._scan_resets = self._reference_resets = 0
+        self._future_scans = self._scan_resets = self._reference_resets = 0
         self._lock = threading.Lock()
 
     def add(self, stamp: float, item: Item) -> ScanArrival:
         with self._lock:
-            if self._reference_s is not None and stamp > self._reference_s + self._future_horizon_s:
-                self._future_refused += 1
-                return ScanArrival.FUTURE
             arrival = ScanArrival.STORED
-            if self._stamps and stamp < self._stamps[-1] - self._reset_tolerance_s:
+            if self._is_future(stamp):
+                self._future_scans += 1
+                arrival = ScanArrival.FUTURE
+            elif self._stamps and stamp < self._newest_present() - self._reset_tolerance_s:
                 self._clear()
                 self._scan_resets += 1
                 self._scans_restarted = True
@@ -88,8 +89,10 @@ class NearestStampBuffer(Generic[Item]):
                 bisect.insort(self._stamps, stamp)
             self._arrivals.append(stamp)
             self._items[stamp] = item
-            if len(self._arrivals) > self._capacity:  # drop the oldest arrival
-                self._discard(self._arrivals.popleft())
+            if len(self._arrivals) > self._capacity:  # the oldest future arrival, else the oldest arrival
+                victim = next((s for s in self._arrivals if self._is_future(s)), self._arrivals[0])
+                self._arrivals.remove(victim)
+                self._discard(victim)
             return arrival
 
     def observe_reference(self, stamp: float) -> None:
@@ -125,7 +128,7 @@ class NearestStampBuffer(Generic[Item]):
 
     def counts(self) -> ScanBufferCounts:
         with self._lock:
-            return ScanBufferCounts(self._future_refused, self._scan_resets, self._reference_resets)
+            return ScanBufferCounts(self._future_scans, self._scan_resets, self._reference_resets)
 
     def clear(self) -> None:
         """Forget every scan and the reference stamp (counters stay)."""
@@ -137,6 +140,14 @@ class NearestStampBuffer(Generic[Item]):
     def __len__(self) -> int:
         with self._lock:
             return len(self._stamps)
+
+    def _is_future(self, stamp: float) -> bool:
+        return self._reference_s is not None and stamp > self._reference_s + self._future_horizon_s
+
+    def _newest_present(self) -> float:
+        """The newest stored stamp that is not in the future of the images (future ones do not set the timeline)."""
+        present = [s for s in self._stamps if not self._is_future(s)]
+        return present[-1] if present else -float("inf")
 
     def _clear(self) -> None:
         self._arrivals.clear()

@@ -27,7 +27,7 @@ def test_scans_after_a_jump_back_pair_again():
     found = buffer.nearest(52.0, 0.1)
     assert found is not None and found[0] == pytest.approx(52.0) and found[1] == "new20"
     assert buffer.nearest(100.5, 0.1) is None  # nothing of the old timeline is left
-    assert buffer.counts() == ScanBufferCounts(future_refused=0, scan_resets=1, reference_resets=0)
+    assert buffer.counts() == ScanBufferCounts(future_scans=0, scan_resets=1, reference_resets=0)
 
 
 def test_far_future_scans_are_counted_and_do_not_evict_good_ones():
@@ -37,9 +37,19 @@ def test_far_future_scans_are_counted_and_do_not_evict_good_ones():
         buffer.add(49.5 + 0.1 * k, "good")
     for k in range(30):  # a driver before its clock sync: stamps an hour ahead of the images
         assert buffer.add(3650.0 + 0.1 * k, "future") is ScanArrival.FUTURE
-    assert buffer.add(50.0 + FUTURE_HORIZON_S, "edge") is ScanArrival.STORED  # at the horizon: still accepted
-    assert buffer.nearest(50.0, 0.05)[1] == "good"
-    assert buffer.counts().future_refused == 30
+    assert buffer.nearest(50.0, 0.05)[1] == "good" and buffer.nearest(49.5, 0.05)[1] == "good"  # none evicted
+    assert buffer.nearest(3652.0, 0.05) is None  # and the future ones made way for each other
+    assert buffer.add(50.0 + FUTURE_HORIZON_S, "edge") is ScanArrival.STORED  # at the horizon: the present
+    assert buffer.counts().future_scans == 30 and len(buffer) == 10
+
+
+def test_scans_ahead_of_the_images_pair_once_the_images_jump_forward_to_them():
+    """A camera resuming after a pause: the first scans of the new stretch may arrive before its first image."""
+    buffer = NearestStampBuffer(capacity=10)
+    buffer.observe_reference(100.0)
+    assert buffer.add(199.97, "ahead") is ScanArrival.FUTURE
+    buffer.observe_reference(200.0)
+    assert buffer.nearest(200.0, 0.05) == (199.97, "ahead")
 
 
 def test_images_resetting_first_drop_the_old_scans_and_refuse_stragglers():
@@ -50,9 +60,10 @@ def test_images_resetting_first_drop_the_old_scans_and_refuse_stragglers():
     buffer.reference_reset(100.0)  # the images looped first
     assert len(buffer) == 0
     assert buffer.add(111.0, "in flight") is ScanArrival.FUTURE  # an old-timeline scan still on its way
-    buffer.add(100.02, "new")
-    assert buffer.nearest(100.0, 0.05) == (100.02, "new")
-    assert buffer.counts() == ScanBufferCounts(future_refused=1, scan_resets=0, reference_resets=1)
+    arrivals = [buffer.add(100.0 + 0.1 * k, "new") for k in range(10)]
+    assert set(arrivals) == {ScanArrival.STORED}  # the straggler does not make them look like a reset
+    assert buffer.nearest(100.0, 0.05) == (100.0, "new") and buffer.nearest(111.0, 0.05) is None  # evicted first
+    assert buffer.counts() == ScanBufferCounts(future_scans=1, scan_resets=0, reference_resets=1)
 
 
 def test_scans_resetting_first_keep_the_new_scans_when_the_images_follow():

@@ -1,0 +1,191 @@
+"""The depth node as a robot, a simulator and a bag player drive it: time resets, a looped bag, a
+decompression bomb, mislabelled and distorted images, a /clock jump. Real rclpy, the node as a subprocess."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CompressedImage
+
+from dpt_ros.geometry.camera import LensDistortion, PinholeIntrinsics
+from dpt_ros.geometry.pointcloud import ray_grid
+from dpt_ros.tools.make_sample_bag import sample_config, write_sample_bag
+from support.depth_node_harness import (
+    TEST_PARAMETERS,
+    DepthNodeUnderTest,
+    RosPeer,
+    camera_info,
+    compressed_image,
+    header,
+    pattern_image,
+    publish_until,
+    raw_image,
+    ros_environment,
+    same_stamp,
+    stamp,
+)
+from support.image_bomb import png_bomb
+
+pytestmark = pytest.mark.ros
+WIDTH, HEIGHT = 64, 48
+
+
+@pytest.fixture(scope="module")
+def peer():
+    ros = RosPeer()
+    yield ros
+    ros.close()
+
+
+def _node(peer, tmp_path_factory, namespace: str, **parameters) -> DepthNodeUnderTest:
+    return DepthNodeUnderTest(peer, tmp_path_factory.mktemp(namespace), f"/{namespace}",
+                              {**TEST_PARAMETERS, **parameters})  # fmt: skip
+
+
+def _wait_counter(node: DepthNodeUnderTest, name: str, at_least: int, timeout_s: float = 15.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    while node.counter(name) < at_least and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return node.counter(name)
+
+
+def test_time_going_backwards_is_a_reset_answered_at_once(peer, tmp_path_factory):
+    node = _node(peer, tmp_path_factory, "backwards", model="dpt_hybrid_midas")
+    try:
+        rgb = pattern_image(WIDTH, HEIGHT)
+        answer = lambda at: node.exchange(raw_image(header(at), rgb, "rgb8"), None, ("depth/relative",))  # noqa: E731
+        for second in (100, 101, 102):
+            answer(stamp(second))
+        # every one of these is a new timeline and answered: a loop to 50 s, a sim reset to 0, 0.5 s back
+        for at in (stamp(50), stamp(55), stamp(0), stamp(1), stamp(0, 500_000_000)):
+            answer(at)
+        assert _wait_counter(node, "time_resets", 3) == 3  # to 50, to 0, to 0.5 after 1; 55 and 1 continue
+        # 0.1 s back on the new timeline is a reordering: dropped and counted
+        reordered = stamp(0, 400_000_000)
+        node.send(raw_image(header(reordered), rgb, "rgb8"))
+        assert _wait_counter(node, "out_of_order_stamp", 1) == 1
+        assert node.outputs["depth/relative"].find(same_stamp(reordered)) is None
+        log = node.process.output()
+        assert "time reset: stamp 50.000000000 s after 102.000000000 s (52.000 s back)" in log
+        assert log.count("time reset:") == 3  # one line per reset
+    finally:
+        assert node.process.stop() == 0
+
+
+def test_a_looped_replay_is_answered_every_frame_of_every_loop(peer, tmp_path_factory):
+    frames, loops = 5, 3
+    workdir = tmp_path_factory.mktemp("loop")
+    bag = write_sample_bag(workdir / "bag", "mcap", sample_config(frames=frames, width=WIDTH, height=HEIGHT)).path
+    node = _node(peer, tmp_path_factory, "loop", model="dpt_hybrid_midas")
+    replay = None
+    try:
+        answers = node.outputs["depth/relative"]
+        replay = subprocess.Popen(
+            [sys.executable, "-m", "dpt_ros.tools.replay_bag", str(bag), "--loop", "--rate", "0.5", "--topics",
+             "/camera/image_raw", "--remap", "/camera/image_raw:=/loop/image", "--wait-for-subscriber",
+             "/loop/image"],
+            env=ros_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        stamps = lambda: [(m.header.stamp.sec, m.header.stamp.nanosec) for m in answers.snapshot()[0]]  # noqa: E731
+        assert publish_until(lambda: None, lambda: len(stamps()) >= frames * (loops + 1), timeout_s=60, period_s=0.2)
+    finally:
+        if replay is not None:
+            replay.send_signal(signal.SIGINT)
+            replay.communicate(timeout=30)
+        assert node.process.stop() == 0
+    answered = stamps()
+    first_loop = sorted(set(answered))
+    assert len(first_loop) == frames
+    # frame by frame, loop after loop: the whole bag every loop (the first loop may start mid-bag if the
+    # node's subscription matched late; the loops after it are complete)
+    start = answered.index(first_loop[0])
+    assert answered[start: start + frames * loops] == first_loop * loops, answered
+    assert node.counter("out_of_order_stamp") == 0 and node.counter("time_resets") >= loops - 1
+
+
+def test_a_png_bomb_is_refused_before_decoding_and_memory_stays(peer, tmp_path_factory):
+    node = _node(peer, tmp_path_factory, "bomb", model="dpt_hybrid_midas", image_transport="compressed")
+    try:
+        rgb = pattern_image(WIDTH, HEIGHT)
+        node.exchange(compressed_image(header(stamp(10)), rgb, "png"), None, ("depth/relative",))  # warm
+        peak_before = _peak_rss(node)
+        bomb = CompressedImage(header=header(stamp(11)), format="png", data=png_bomb(12000, 12000))
+        node.send(bomb)
+        assert _wait_counter(node, "image_too_large", 1) == 1
+        peak_after = _peak_rss(node)
+        # decoding it would take 432 MB (measured: +830 MiB peak for the decode function alone)
+        assert peak_after - peak_before < 64 * 2**20, (peak_before / 2**20, peak_after / 2**20)
+        assert "12000x12000 = 144000000 pixels, more than max_image_pixels=33177600" in node.process.output()
+        # decoded by what the bytes are: a PNG labelled jpeg is answered, a WebP labelled png refused and named
+        mislabelled = compressed_image(header(stamp(12)), rgb, "png")
+        mislabelled.format = "jpeg"
+        node.exchange(mislabelled, None, ("depth/relative",))
+        ok, webp = cv2.imencode(".webp", rgb)
+        node.send(CompressedImage(header=header(stamp(13)), format="png", data=webp.tobytes()))
+        assert _wait_counter(node, "unknown_encoding", 1) == 1
+        assert "compressed image is WebP data, not JPEG or PNG" in node.process.output()
+    finally:
+        assert node.process.stop() == 0
+
+
+def _peak_rss(node: DepthNodeUnderTest) -> int:
+    for line in open(f"/proc/{node.process.process.pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def _cloud_xyz(cloud) -> np.ndarray:
+    dtype = np.dtype({"names": ["x", "y", "z"], "formats": ["<f4"] * 3,
+                      "offsets": [f.offset for f in cloud.fields[:3]], "itemsize": cloud.point_step})  # fmt: skip
+    points = np.frombuffer(bytes(cloud.data), dtype).reshape(cloud.height, cloud.width)
+    return np.stack([points["x"], points["y"], points["z"]], axis=-1)
+
+
+def test_distorted_images_back_project_along_undistorted_rays_or_are_counted(peer, tmp_path_factory):
+    node = _node(peer, tmp_path_factory, "distorted", model="dpt_hybrid_kitti", max_range=10000.0)
+    try:
+        rgb = pattern_image(WIDTH, HEIGHT)
+        at = header(stamp(20))
+        info = camera_info(at, WIDTH, HEIGHT, focal=60.0)
+        info.d = [-0.3, 0.08, 0.001, -0.002, 0.0]
+        cloud = node.exchange(raw_image(at, rgb, "rgb8"), info, ("points",))["points"]
+        xyz = _cloud_xyz(cloud)
+        intrinsics = PinholeIntrinsics(60.0, 60.0, (WIDTH - 1) / 2, (HEIGHT - 1) / 2, WIDTH, HEIGHT)
+        x_per_z, y_per_z = ray_grid(intrinsics, LensDistortion(tuple(info.d), "plumb_bob"), 1)
+        valid = np.isfinite(xyz[..., 2])
+        assert valid.mean() > 0.9
+        np.testing.assert_allclose(xyz[..., 0][valid] / xyz[..., 2][valid], x_per_z[valid], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(xyz[..., 1][valid] / xyz[..., 2][valid], y_per_z[valid], rtol=1e-5, atol=1e-6)
+        # a fisheye model this node cannot undo: depth still answered, no cloud, counted
+        fisheye_at = header(stamp(21))
+        fisheye = camera_info(fisheye_at, WIDTH, HEIGHT, focal=60.0)
+        fisheye.distortion_model, fisheye.d = "equidistant", [0.1, 0.01, 0.0, 0.0]
+        node.exchange(raw_image(fisheye_at, rgb, "rgb8"), fisheye, ("depth",))
+        assert _wait_counter(node, "unsupported_distortion", 1) >= 1
+        assert node.outputs["points"].find(same_stamp(fisheye_at.stamp)) is None
+    finally:
+        assert node.process.stop() == 0
+
+
+def test_a_clock_jump_under_use_sim_time_is_counted_and_logged(peer, tmp_path_factory):
+    node = _node(peer, tmp_path_factory, "simtime", model="dpt_hybrid_midas", use_sim_time=True)
+    try:
+        clock = peer.node.create_publisher(Clock, "/clock", 10)
+        rgb = pattern_image(WIDTH, HEIGHT)
+        for second in (100, 101):
+            clock.publish(Clock(clock=stamp(second)))
+            node.exchange(raw_image(header(stamp(second)), rgb, "rgb8"), None, ("depth/relative",))
+        assert publish_until(lambda: clock.publish(Clock(clock=stamp(5))),
+                             lambda: "ROS clock jumped by -96.000 s" in node.process.output())  # fmt: skip
+        node.exchange(raw_image(header(stamp(5)), rgb, "rgb8"), None, ("depth/relative",))
+        ticks = iter(range(6, 1000))  # /diagnostics runs on the (simulated) ROS clock: let it tick
+        assert publish_until(lambda: clock.publish(Clock(clock=stamp(next(ticks)))),
+                             lambda: node.counter("clock_jumps_back") == 1, period_s=0.2)  # fmt: skip
+        assert node.counter("time_resets") == 0  # the clock jump restarted the timeline before the image came
+    finally:
+        assert node.process.stop() == 0
