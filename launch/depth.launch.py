@@ -6,6 +6,8 @@ cameras batched in one network (`cameras`).
 
     ros2 launch dpt_ros depth.launch.py namespace:=robot cameras:="[front, left]"   # one batched node
 
+    ros2 launch dpt_ros depth.launch.py managed:=true   # lifecycle node (autostart:=false: stays unconfigured)
+
 Launch arguments left empty keep the params file's value. Topics are resolved in `namespace`, so
 with namespace:=camera the node reads /camera/image_rect and /camera/camera_info and publishes
 /camera/depth, /camera/points, ... Only the public launch / launch_ros API is used.
@@ -35,7 +37,18 @@ LAUNCH_ARGUMENTS = {
     "cameras": ("", "camera names for one batched node, e.g. [front, left]: topics <namespace>/<camera>/image, ... "
                     "(image_topic and camera_info_topic then do not apply); empty = the params file's"),
     "use_shm_profile": ("true", "use config/fastdds_shm.xml unless FASTDDS_DEFAULT_PROFILES_FILE is already set"),
+    "managed": ("false", "true: start the managed (lifecycle) node; configure loads the model, activate starts "
+                         "processing (ros2 lifecycle set <node> configure / activate ...)"),
+    "autostart": ("true", "with managed: run configure and activate at start; a failed configure leaves the node "
+                          "unconfigured and running, with the reason in its log"),
 }
+
+
+def _start_arguments(managed: str, autostart: str) -> list[str]:
+    """The node's own command-line flags (dpt_ros.ros.managed.parse_start_options) for these launch arguments."""
+    if managed.lower() != "true":
+        return []
+    return ["--managed"] + (["--autostart"] if autostart.lower() == "true" else [])
 
 
 def _depth_node(context: LaunchContext) -> list[Node]:
@@ -66,6 +79,7 @@ def _depth_node(context: LaunchContext) -> list[Node]:
                 ("image/compressed", image_topic + "/compressed"),
                 ("camera_info", args["camera_info_topic"]),
             ],
+            arguments=_start_arguments(args["managed"], args["autostart"]),
             additional_env=environment,
             output="screen",
             emulate_tty=True,

@@ -3,6 +3,7 @@
     ros2 launch dpt_ros segmentation.launch.py namespace:=camera image_topic:=image_rect \
         segmentation_model:=dpt_large_ade20k segmentation_weights:=/data/models/dpt_large-ade20k-b12dca68.pt
 
+managed:=true starts the lifecycle node (configured and activated at start unless autostart:=false).
 Launch arguments left empty keep the params file's value. Topics are resolved in `namespace`:
 with namespace:=camera the node reads /camera/image_rect and publishes /camera/semantic/labels, ...
 perception.launch.py includes this file with config/perception.yaml (depth + segmentation in one
@@ -40,7 +41,18 @@ LAUNCH_ARGUMENTS = {
     "params_file": ("", "parameters YAML; empty = the installed config/segmentation.yaml"),
     **{name: ("", description) for name, description in PARAMETER_ARGUMENTS.items()},
     "use_shm_profile": ("true", "use config/fastdds_shm.xml unless FASTDDS_DEFAULT_PROFILES_FILE is already set"),
+    "managed": ("false", "true: start the managed (lifecycle) node; configure loads the model, activate starts "
+                         "processing (ros2 lifecycle set <node> configure / activate ...)"),
+    "autostart": ("true", "with managed: run configure and activate at start; a failed configure leaves the node "
+                          "unconfigured and running, with the reason in its log"),
 }
+
+
+def _start_arguments(managed: str, autostart: str) -> list[str]:
+    """The node's own command-line flags (dpt_ros.ros.managed.parse_start_options) for these launch arguments."""
+    if managed.lower() != "true":
+        return []
+    return ["--managed"] + (["--autostart"] if autostart.lower() == "true" else [])
 
 
 def _segmentation_node(context: LaunchContext) -> list[Node]:
@@ -63,6 +75,7 @@ def _segmentation_node(context: LaunchContext) -> list[Node]:
                 ("image/compressed", image_topic + "/compressed"),
                 ("camera_info", args["camera_info_topic"]),
             ],
+            arguments=_start_arguments(args["managed"], args["autostart"]),
             additional_env=environment,
             output="screen",
             emulate_tty=True,

@@ -6,6 +6,7 @@ ValueError; both messages tell the user what to do, and the node logs them as on
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from dpt_ros.alignment.lidar_depth import LidarAligner
 from dpt_ros.app.node_config import DepthNodeConfig
@@ -16,6 +17,10 @@ from dpt_ros.pipeline.lidar_stage import LidarAlignedDepth
 
 DEFAULT_WEIGHTS_DIR = Path("models")
 
+# Builds an inference engine from InferenceEngine's constructor arguments: InferenceEngine itself in the
+# nodes and tools; tests hand a node a factory of stand-in engines instead.
+EngineFactory = Callable[..., Any]
+
 
 def weights_path(config: DepthNodeConfig, weights_file: str) -> Path:
     """The configured weights path, or models/<the preset's weights file> when none is configured."""
@@ -23,17 +28,20 @@ def weights_path(config: DepthNodeConfig, weights_file: str) -> Path:
 
 
 def build_depth_pipeline(
-    config: DepthNodeConfig, on_graph_capture: Callable[[tuple[int, ...], int], None] | None = None
+    config: DepthNodeConfig,
+    on_graph_capture: Callable[[tuple[int, ...], int], None] | None = None,
+    engine_factory: EngineFactory = InferenceEngine,
 ) -> tuple[DepthPipeline, InferenceEngine]:
     """Load the model once and wire the depth stage for its output kind.
 
     on_graph_capture(input shape, graphs captured before) is called at each CUDA graph capture (cuda_graphs).
+    engine_factory builds the engine from the preset and InferenceEngine's keyword arguments.
     """
     preset = get_preset(config.model)
     overrides = config.parsed_architecture_overrides()
     if overrides:
         preset = preset.with_architecture(**overrides)
-    engine = InferenceEngine(
+    engine = engine_factory(
         preset,
         weights=weights_path(config, preset.weights_file),
         device=config.device,

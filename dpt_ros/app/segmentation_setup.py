@@ -9,7 +9,7 @@ depth node's own start-up help) and hands it over.
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dpt_ros.app.depth_setup import DEFAULT_WEIGHTS_DIR
+from dpt_ros.app.depth_setup import DEFAULT_WEIGHTS_DIR, EngineFactory
 from dpt_ros.app.segmentation_config import SegmentationNodeConfig
 from dpt_ros.model.engine import InferenceEngine
 from dpt_ros.model.presets import get_preset
@@ -34,10 +34,12 @@ def build_segmentation(
     config: SegmentationNodeConfig,
     depth: tuple[DepthPipeline, InferenceEngine] | None = None,
     on_graph_capture: Callable[[tuple[int, ...], int], None] | None = None,
+    engine_factory: EngineFactory = InferenceEngine,
 ) -> SegmentationSetup:
     """Load the segmentation network once; `depth` is the depth pipeline and engine when `model` is set
     (from depth_setup.build_depth_pipeline), rewired here to share the segmentation's input.
-    compile / cuda_graphs apply to it as to the depth network; on_graph_capture as in build_depth_pipeline.
+    compile / cuda_graphs apply to it as to the depth network; on_graph_capture and engine_factory as in
+    build_depth_pipeline.
 
     With depth, the segmentation network runs at the depth network's input size unless `input_size`
     is set, so that one preprocessed input feeds both (DPT runs at any multiple of 32).
@@ -59,7 +61,7 @@ def build_segmentation(
         input_size = depth_engine.input_size or depth_engine.preset.input_size
     else:
         input_size = None
-    engine = InferenceEngine(
+    engine = engine_factory(
         preset,
         weights=config.segmentation_weights_path(preset.weights_file, DEFAULT_WEIGHTS_DIR),
         device=config.device,

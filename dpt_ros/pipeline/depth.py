@@ -13,13 +13,13 @@ labels) come from `ChannelProvider`s. A node only converts `FrameOutputs` to mes
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Protocol
 
 import cv2
 import numpy as np
 
-from dpt_ros.alignment.lidar_depth import NO_SCAN, LensModel, LidarScan
+from dpt_ros.alignment.lidar_depth import NO_SCAN, AlignedDepth, LensModel, LidarScan
 from dpt_ros.geometry.camera import LensDistortion, PinholeIntrinsics, scale_intrinsics
 from dpt_ros.geometry.pointcloud import PackedCloud, build_point_cloud
 from dpt_ros.model.presets import METRIC_DEPTH, RELATIVE_INVERSE_DEPTH
@@ -68,10 +68,15 @@ class Frame:
 
 @dataclass(frozen=True)
 class DepthEstimate:
-    """values: (H, W) float32, NaN where unknown; metres if kind == METRIC_DEPTH, else relative inverse depth."""
+    """values: (H, W) float32, NaN where unknown; metres if kind == METRIC_DEPTH, else relative inverse depth.
+
+    alignment: what a LiDAR-aligned depth stage found for this frame (fit, filter state, sparse LiDAR depth at
+    the input resolution), None from stages that do not align.
+    """
 
     values: np.ndarray
     kind: str
+    alignment: AlignedDepth | None = None
 
     @property
     def is_metric(self) -> bool:
@@ -92,7 +97,8 @@ class BatchInferenceBackend(InferenceBackend, Protocol):
 
 
 class DepthStage(Protocol):
-    """Turns the network's (H, W) prediction for a frame into a DepthEstimate at the frame's size."""
+    """Turns the network's (H, W) prediction for a frame into a DepthEstimate at the frame's size (with its
+    alignment result when the stage aligns); no state of the last frame is kept for callers to read."""
 
     def __call__(self, prediction: np.ndarray, frame: Frame) -> DepthEstimate: ...
 
@@ -144,7 +150,8 @@ class FrameOutputs:
 
     camera is the intrinsics at the output size (None without camera_info); cloud is None unless
     requested, the depth is metric and the camera is known; colored is (h, w, 3) uint8 BGR or None.
-    timings_ms holds each stage's wall time.
+    timings_ms holds each stage's wall time. alignment is the depth stage's LiDAR alignment of this frame
+    (None without LiDAR alignment).
     """
 
     depth: DepthEstimate
@@ -152,6 +159,10 @@ class FrameOutputs:
     cloud: PackedCloud | None = None
     colored: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def alignment(self) -> AlignedDepth | None:
+        return self.depth.alignment
 
 
 class DepthPipeline:
@@ -269,7 +280,7 @@ def _rescale(
 
     camera = scale_intrinsics(frame.camera, *size) if frame.camera is not None else None
     return (
-        DepthEstimate(resize(depth.values), depth.kind),
+        replace(depth, values=resize(depth.values)),
         resize(frame.rgb),
         {name: resize(values) for name, values in channels.items()},
         camera,

@@ -64,7 +64,7 @@ class SharedNetworkInput:
 class SharedInputBackend:
     """`infer(rgb)` like InferenceEngine.infer, but on the input a SharedNetworkInput prepared.
 
-    Lets the depth pipeline (which calls `infer`) run on the frame's shared input.
+    Lets the depth pipeline (which calls `infer` / `infer_batch`) run on the frame's shared input.
     """
 
     def __init__(self, engine: NetworkStages, shared_input: SharedNetworkInput) -> None:
@@ -76,3 +76,8 @@ class SharedInputBackend:
         """(H, W, 3) uint8 RGB -> the network output at (H, W) on the host, as InferenceEngine.infer."""
         out = self.engine.forward(self.shared_input.prepare(rgb))
         return self.engine.to_host("output", self.engine.resize_to_image(out, *rgb.shape[:2]))[0]
+
+    def infer_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One `infer` per image (the shared input holds one frame at a time), so the depth pipeline's
+        process_batch runs here too; a perception node has one camera, so its batches hold one image."""
+        return [self.infer(rgb) for rgb in images]

@@ -25,6 +25,10 @@ from dpt_ros.ros.conversions import stamp_ns
 
 SCAN_BUFFER_CAPACITY = 10  # ~1 s of a 10 Hz LiDAR; pairing within lidar_max_dt never needs more
 PARAMETER, TF = "parameter", "tf"
+NO_EXTRINSIC = (
+    "lidar_alignment needs the LiDAR -> camera transform: set lidar_to_camera (7 or 16 values) "
+    "or install tf2_ros (system ROS) and publish the transform on TF"
+)
 
 
 def tf_available() -> bool:
@@ -56,12 +60,17 @@ class LidarInput:
             self._tf_listener = TransformListener(self._tf_buffer, node, spin_thread=True)
             self.extrinsic_source = TF
         else:
-            raise ValueError(
-                "lidar_alignment needs the LiDAR -> camera transform: set lidar_to_camera (7 or 16 values) "
-                "or install tf2_ros (system ROS) and publish the transform on TF"
-            )
+            raise ValueError(NO_EXTRINSIC)
+        self._node = node
         self._subscription = node.create_subscription(PointCloud2, topic, self._on_cloud, qos)
         self.topic = self._subscription.topic_name
+
+    def close(self) -> None:
+        """Unsubscribe (and stop listening to TF); buffered scans are dropped."""
+        self._node.destroy_subscription(self._subscription)
+        if self.extrinsic_source == TF:
+            self._tf_listener.unregister()
+        self._scans = NearestStampBuffer(SCAN_BUFFER_CAPACITY)
 
     def _on_cloud(self, msg: PointCloud2) -> None:
         self._scans.add(stamp_ns(msg.header.stamp) * 1e-9, msg)

@@ -155,8 +155,7 @@ class NodePath:
         scan = LidarScan(fitting_xyz, inputs.T_cam_lidar, stamp, inputs.extrinsic_source)
         frame = Frame(inputs.rgb, inputs.intrinsics, LidarFrameInput(stamp, inputs.lens, scan))
         outputs = self.pipeline.process(frame, self.config.output_options(), want_cloud=want_cloud)
-        return NodeFrame(self.recorder.last, outputs.depth, self.pipeline.depth_stage.last, outputs.timings_ms,
-                         outputs.cloud)
+        return NodeFrame(self.recorder.last, outputs.depth, outputs.alignment, outputs.timings_ms, outputs.cloud)
 
 
 def _record_alignment(record: FrameRecord, aligned: AlignedDepth) -> None:

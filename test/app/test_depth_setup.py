@@ -4,23 +4,16 @@ import pytest
 
 from dpt_ros.app import depth_setup
 from dpt_ros.app.node_config import DepthNodeConfig
-
-
-class RecordingEngine:
-    """Stands in for InferenceEngine and keeps the arguments it was built with."""
-
-    def __init__(self, preset, **options) -> None:
-        self.preset, self.options = preset, options
+from support.fake_engines import FakeEngine
 
 
 @pytest.mark.parametrize("compile_model, cuda_graphs", [(False, False), (True, False), (True, True)])
-def test_compile_and_cuda_graphs_reach_the_engine(monkeypatch, compile_model, cuda_graphs) -> None:
-    monkeypatch.setattr(depth_setup, "InferenceEngine", RecordingEngine)
+def test_compile_and_cuda_graphs_reach_the_engine(compile_model, cuda_graphs) -> None:
     config = DepthNodeConfig(model="dpt_hybrid_kitti", device="cuda", compile=compile_model, cuda_graphs=cuda_graphs)
 
     def on_capture(shape, captured_before):
         pass
 
-    _, engine = depth_setup.build_depth_pipeline(config, on_graph_capture=on_capture)
+    _, engine = depth_setup.build_depth_pipeline(config, on_graph_capture=on_capture, engine_factory=FakeEngine)
     assert engine.options["compile_model"] is compile_model and engine.options["cuda_graphs"] is cuda_graphs
     assert engine.options["on_graph_capture"] is on_capture

@@ -12,26 +12,16 @@ from dpt_ros.pipeline.depth import (
     ModelOutputDepth,
     OutputOptions,
 )
-
-
-class FixedPrediction:
-    """Returns the same (H, W) prediction for any image, so outputs can be checked by hand."""
-
-    def __init__(self, prediction: np.ndarray) -> None:
-        self.prediction = prediction
-
-    def infer(self, rgb: np.ndarray) -> np.ndarray:
-        assert rgb.shape[:2] == self.prediction.shape
-        return self.prediction
-
+from support.fake_engines import FakeEngine, fixed_prediction
 
 PREDICTION = np.array([[1.0, 2.0, -1.0, np.inf], [4.0, 0.0, 3.0, 2.0]], np.float32)
+FIXED = FakeEngine(predict=fixed_prediction(PREDICTION))  # the same prediction for any 2 x 4 image
 CAMERA = PinholeIntrinsics(2.0, 2.0, 1.5, 0.5, 4, 2)
 FRAME = Frame(rgb=np.zeros((2, 4, 3), np.uint8), camera=CAMERA)
 
 
 def test_metric_model_output_invalid_values_become_nan_and_cloud_is_built() -> None:
-    pipeline = DepthPipeline(FixedPrediction(PREDICTION), ModelOutputDepth(METRIC_DEPTH))
+    pipeline = DepthPipeline(FIXED, ModelOutputDepth(METRIC_DEPTH))
     outputs = pipeline.process(FRAME, OutputOptions(), want_cloud=True, want_colored=True)
     np.testing.assert_array_equal(outputs.depth.values, [[1, 2, np.nan, np.nan], [4, np.nan, 3, 2]])
     assert outputs.depth.is_metric and outputs.camera == CAMERA
@@ -41,14 +31,14 @@ def test_metric_model_output_invalid_values_become_nan_and_cloud_is_built() -> N
 
 
 def test_relative_output_never_becomes_a_cloud() -> None:
-    pipeline = DepthPipeline(FixedPrediction(PREDICTION), ModelOutputDepth(RELATIVE_INVERSE_DEPTH))
+    pipeline = DepthPipeline(FIXED, ModelOutputDepth(RELATIVE_INVERSE_DEPTH))
     outputs = pipeline.process(FRAME, OutputOptions(), want_cloud=True)
     assert outputs.depth.kind == RELATIVE_INVERSE_DEPTH and outputs.cloud is None
     np.testing.assert_array_equal(outputs.depth.values[0], [1, 2, -1, np.nan])  # negative is fine in relative
 
 
 def test_no_camera_or_not_wanted_means_no_cloud() -> None:
-    pipeline = DepthPipeline(FixedPrediction(PREDICTION), ModelOutputDepth(METRIC_DEPTH))
+    pipeline = DepthPipeline(FIXED, ModelOutputDepth(METRIC_DEPTH))
     assert pipeline.process(Frame(FRAME.rgb), OutputOptions()).cloud is None
     assert pipeline.process(FRAME, OutputOptions(), want_cloud=False).cloud is None
 
@@ -57,7 +47,7 @@ def test_output_scale_resizes_depth_camera_and_channels_consistently() -> None:
     def labels(frame, depth):
         return {"label": np.arange(8, dtype=np.uint16).reshape(2, 4)}
 
-    pipeline = DepthPipeline(FixedPrediction(PREDICTION), ModelOutputDepth(METRIC_DEPTH), [labels])
+    pipeline = DepthPipeline(FIXED, ModelOutputDepth(METRIC_DEPTH), [labels])
     outputs = pipeline.process(FRAME, OutputOptions(output_scale=0.5, cloud_rgb=False))
     # nearest to output pixel centres: source (row, col) = (1, 1) and (1, 3)
     np.testing.assert_array_equal(outputs.depth.values, [[np.nan, 2.0]])

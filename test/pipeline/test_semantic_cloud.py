@@ -5,15 +5,7 @@ import numpy as np
 from dpt_ros.geometry.camera import PinholeIntrinsics
 from dpt_ros.geometry.pointcloud import POINT_FIELD_DATATYPES
 from dpt_ros.pipeline.depth import LABEL_FIELD, METRIC_DEPTH, DepthPipeline, Frame, ModelOutputDepth, OutputOptions
-
-
-class FixedDepth:
-    def __init__(self, depth):
-        self.depth = depth
-
-    def infer(self, rgb):
-        return self.depth
-
+from support.fake_engines import FakeEngine, fixed_prediction
 
 DEPTH = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]], np.float32)
 LABELS = np.array([[0, 2, 2, 5], [12, 12, 149, 5]], np.uint8)
@@ -31,7 +23,7 @@ def cloud_points(cloud):
 
 
 def test_cloud_gains_a_uint8_label_field_with_the_frame_s_class_ids():
-    pipeline = DepthPipeline(FixedDepth(DEPTH), ModelOutputDepth(METRIC_DEPTH))
+    pipeline = DepthPipeline(FakeEngine(predict=fixed_prediction(DEPTH)), ModelOutputDepth(METRIC_DEPTH))
     frame = Frame(np.zeros((2, 4, 3), np.uint8), CAMERA, labels=LABELS)
     cloud = pipeline.process(frame, OutputOptions(cloud_rgb=False)).cloud
     label_field = next(f for f in cloud.fields if f.name == LABEL_FIELD)
@@ -42,7 +34,7 @@ def test_cloud_gains_a_uint8_label_field_with_the_frame_s_class_ids():
 
 
 def test_dropped_classes_leave_the_cloud_but_not_the_depth_image():
-    pipeline = DepthPipeline(FixedDepth(DEPTH), ModelOutputDepth(METRIC_DEPTH))
+    pipeline = DepthPipeline(FakeEngine(predict=fixed_prediction(DEPTH)), ModelOutputDepth(METRIC_DEPTH))
     frame = Frame(np.zeros((2, 4, 3), np.uint8), CAMERA, labels=LABELS)
     outputs = pipeline.process(frame, OutputOptions(cloud_rgb=False, cloud_dropped_labels=(2, 149)))
     z = cloud_points(outputs.cloud)["z"]
@@ -51,7 +43,7 @@ def test_dropped_classes_leave_the_cloud_but_not_the_depth_image():
 
 
 def test_labels_follow_the_output_scale_by_nearest_neighbour():
-    pipeline = DepthPipeline(FixedDepth(DEPTH), ModelOutputDepth(METRIC_DEPTH))
+    pipeline = DepthPipeline(FakeEngine(predict=fixed_prediction(DEPTH)), ModelOutputDepth(METRIC_DEPTH))
     frame = Frame(np.zeros((2, 4, 3), np.uint8), CAMERA, labels=LABELS)
     cloud = pipeline.process(frame, OutputOptions(output_scale=0.5, cloud_rgb=False)).cloud
     # 4 x 2 -> 2 x 1: output pixel centres fall on input columns 1 and 3 of row 1 (pixel-centre rule)
@@ -59,7 +51,7 @@ def test_labels_follow_the_output_scale_by_nearest_neighbour():
 
 
 def test_without_labels_the_cloud_is_unchanged():
-    pipeline = DepthPipeline(FixedDepth(DEPTH), ModelOutputDepth(METRIC_DEPTH))
+    pipeline = DepthPipeline(FakeEngine(predict=fixed_prediction(DEPTH)), ModelOutputDepth(METRIC_DEPTH))
     frame = Frame(np.zeros((2, 4, 3), np.uint8), CAMERA)
     cloud = pipeline.process(frame, OutputOptions(cloud_dropped_labels=(2,))).cloud
     assert LABEL_FIELD not in [f.name for f in cloud.fields]

@@ -1,10 +1,12 @@
 """launch/depth.launch.py, checked without `launch` installed: parse it and compare names."""
 
 import ast
+from collections.abc import Callable
 
 import yaml
 
 from dpt_ros.app.node_config import parameter_specs
+from dpt_ros.ros.managed import parse_start_options
 from support.environment import REPO_ROOT
 
 LAUNCH_FILE = REPO_ROOT / "launch" / "depth.launch.py"
@@ -70,3 +72,26 @@ def test_launch_arguments_cover_namespace_topics_params_and_model() -> None:
 def test_console_script_is_registered() -> None:
     setup = (REPO_ROOT / "setup.py").read_text()
     assert '"depth_node = dpt_ros.ros.depth_node:main"' in setup
+
+
+def start_arguments(tree: ast.Module) -> Callable[[str, str], list[str]]:
+    """The launch file's own `_start_arguments` (plain Python), compiled from its source."""
+    (function,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_start_arguments"]
+    namespace: dict = {}
+    exec(compile(ast.Module([function], type_ignores=[]), str(LAUNCH_FILE), "exec"), namespace)
+    return namespace["_start_arguments"]
+
+
+def test_managed_and_autostart_arguments_reach_the_node_as_flags_it_understands() -> None:
+    tree = _tree()
+    names = {key.value for key in next(
+        node.value for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "LAUNCH_ARGUMENTS"
+    ).keys}  # fmt: skip
+    assert {"managed", "autostart"} <= names
+    assert isinstance(_keyword(_node_call(tree), "arguments"), ast.Call)
+    flags = start_arguments(tree)
+    assert flags("false", "true") == []
+    for autostart in (True, False):
+        options = parse_start_options(["depth_node", *flags("true", str(autostart).lower()), "--ros-args"])
+        assert options.managed and options.autostart is autostart

@@ -84,8 +84,8 @@ def test_each_camera_gets_its_own_outputs_and_same_sized_cameras_share_a_forward
         for topic in OUTPUTS:  # and no camera's stamp shows up on another camera's topics
             for other in CAMERA_SIZES:
                 if other != name:
-                    stamp = headers[name].stamp
-                    assert cameras[other][topic].find(lambda m, stamp=stamp: m.header.stamp == stamp) is None
+                    sent = headers[name].stamp
+                    assert cameras[other][topic].find(lambda m, sent=sent: m.header.stamp == sent) is None
     assert not unprefixed_depth.messages  # with cameras, nothing goes to the single-camera topics
 
     def batched() -> bool:

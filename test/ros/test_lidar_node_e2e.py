@@ -2,7 +2,7 @@
 
 A test peer publishes a camera image, camera_info and an organised PointCloud2 ray-cast from a known scene
 by a LiDAR mounted 0.3 m above and 0.1 m behind the camera (static extrinsic parameter, quaternion form).
-The network is replaced by an oracle that returns the scene's exact relative inverse depth
+The network is replaced by an oracle (a FakeEngine handed to the node) that returns the scene's exact relative inverse depth
 (1/z - t) / s, so the node must find s and t from the LiDAR alone and publish metres on 'depth'.
 """
 
@@ -17,8 +17,6 @@ from rclpy.parameter import Parameter
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-import dpt_ros.app.depth_setup as depth_setup
-from dpt_ros.model.presets import get_preset
 from dpt_ros.ros.depth_node import DepthNode, StartupError
 from dpt_ros.ros.lidar_input import lens_from_camera_info
 from dpt_ros.sim.scene import (
@@ -39,30 +37,13 @@ from support.depth_node_harness import (
     same_stamp,
     stamp,
 )
+from support.fake_engines import fake_engine_factory, fixed_prediction
 
 WIDTH, HEIGHT, FOCAL = 160, 120, 125.0
 K = np.array([[FOCAL, 0.0, (WIDTH - 1) / 2], [0.0, FOCAL, (HEIGHT - 1) / 2], [0.0, 0.0, 1.0]])
 LIDAR_POSITION = (0.0, -0.3, -0.1)  # in the camera optical frame: 0.3 m up, 0.1 m back
 TRUE_SCALE, TRUE_SHIFT = 0.004, -0.02
 NAMESPACE = "/lidar_e2e"
-
-
-class SceneOracleEngine:
-    """Stands in for InferenceEngine: the scene's exact relative inverse depth for any image of its size."""
-
-    prediction: np.ndarray  # set by the fixture
-
-    def __init__(self, preset, **_: object) -> None:
-        import torch
-
-        self.preset = get_preset(preset) if isinstance(preset, str) else preset
-        self.device = torch.device("cpu")
-        self.precision = "fp32"
-        self.random_weights = False
-
-    def infer_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        assert all(image.shape[:2] == self.prediction.shape for image in images)
-        return [self.prediction.copy() for _ in images]
 
 
 def cloud_message(at, points: np.ndarray, beams: int) -> PointCloud2:
@@ -92,9 +73,6 @@ def scene():
 @pytest.fixture(scope="module")
 def running_node(scene):
     truth, cloud, prediction = scene
-    patch = pytest.MonkeyPatch()
-    SceneOracleEngine.prediction = prediction
-    patch.setattr(depth_setup, "InferenceEngine", SceneOracleEngine)
     peer = RosPeer()
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -108,6 +86,7 @@ def running_node(scene):
         "publish_lidar_sparse": True,
     }
     node = DepthNode(
+        engine_factory=fake_engine_factory(fixed_prediction(prediction)),
         context=context,
         namespace=NAMESPACE,
         parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()],
@@ -123,7 +102,6 @@ def running_node(scene):
     rclpy.shutdown(context=context)
     spinner.join(timeout=10)
     peer.close()
-    patch.undo()
 
 
 def test_depth_is_relative_without_lidar_metric_within_2_percent_with_it_then_held_then_stale(scene, running_node):
@@ -198,13 +176,13 @@ def test_depth_is_relative_without_lidar_metric_within_2_percent_with_it_then_he
 
 
 def test_node_without_extrinsic_or_tf_refuses_to_start_and_says_why(monkeypatch):
-    monkeypatch.setattr(depth_setup, "InferenceEngine", SceneOracleEngine)
     monkeypatch.setattr("dpt_ros.ros.lidar_input.tf_available", lambda: False)
     context = rclpy.Context()
     rclpy.init(context=context)
     try:
         with pytest.raises(StartupError, match="set lidar_to_camera"):
-            DepthNode(context=context, parameter_overrides=[Parameter("lidar_alignment", value=True)])
+            DepthNode(engine_factory=fake_engine_factory(), context=context,
+                      parameter_overrides=[Parameter("lidar_alignment", value=True)])
     finally:
         rclpy.shutdown(context=context)
 

@@ -8,6 +8,7 @@ import yaml
 
 from dpt_ros.app.node_config import parameter_specs
 from dpt_ros.app.segmentation_config import SegmentationNodeConfig
+from dpt_ros.ros.managed import parse_start_options
 from support.environment import REPO_ROOT
 
 LAUNCH_DIR = REPO_ROOT / "launch"
@@ -85,3 +86,18 @@ def test_docs_list_every_segmentation_parameter() -> None:
         "publish_semantic_overlay", "overlay_alpha", "ignore_classes",
     }
     assert all(f"`{name}`" in docs for name in added)
+
+
+def test_managed_and_autostart_arguments_reach_the_node_as_flags_it_understands() -> None:
+    tree = _tree("segmentation.launch.py")
+    declared = {key.value for key in _assigned(tree, "LAUNCH_ARGUMENTS").keys if key is not None}  # None: **spread
+    assert {"managed", "autostart"} <= declared
+    (call,) = _calls(tree, "Node")
+    assert isinstance(_keyword(call, "arguments"), ast.Call)
+    (function,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_start_arguments"]
+    namespace: dict = {}
+    exec(compile(ast.Module([function], type_ignores=[]), "segmentation.launch.py", "exec"), namespace)
+    flags = namespace["_start_arguments"]
+    assert flags("false", "true") == []
+    options = parse_start_options(["segmentation_node", *flags("true", "true"), "--ros-args"])
+    assert options.managed and options.autostart

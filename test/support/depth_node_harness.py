@@ -64,14 +64,20 @@ class NodeProcess:
     """`python -m <module>` (the depth node by default) with a generated params file; output goes to a log file."""
 
     def __init__(
-        self, parameters: dict[str, Any], workdir: Path, namespace: str = "/", module: str = "dpt_ros.ros.depth_node"
+        self,
+        parameters: dict[str, Any],
+        workdir: Path,
+        namespace: str = "/",
+        module: str = "dpt_ros.ros.depth_node",
+        extra_args: tuple[str, ...] | list[str] = (),
     ) -> None:
+        """extra_args: the node's own arguments, before --ros-args (e.g. --managed)."""
         params_file = workdir / "params.yaml"
         params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
         self.log_path = workdir / f"{module.rsplit('.', 1)[-1]}.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", module, "--ros-args", "--params-file", str(params_file),
+                [sys.executable, "-m", module, *extra_args, "--ros-args", "--params-file", str(params_file),
                  "-r", f"__ns:={namespace}"],
                 stdout=log,
                 stderr=subprocess.STDOUT,

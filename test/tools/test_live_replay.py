@@ -6,7 +6,6 @@ find metres from the LiDAR. `dpt-ros-replay` (a subprocess) plays the sample bag
 'depth'; the offline path (`reproduce_node_depth`) runs on the same bag with the same oracle and settings.
 """
 
-import hashlib
 import subprocess
 import sys
 import threading
@@ -17,15 +16,14 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
-import dpt_ros.app.depth_setup as depth_setup
 from dpt_ros.app.node_config import DepthNodeConfig
-from dpt_ros.model.presets import get_preset
 from dpt_ros.ros.depth_node import DepthNode
 from dpt_ros.sim.drive import render_sequence
 from dpt_ros.tools.demo import compare_live_and_offline, recorded_depth
 from dpt_ros.tools.evaluate_bag import EvaluationOptions, reproduce_node_depth
 from dpt_ros.tools.make_sample_bag import sample_config, write_sample_bag
 from support.environment import REPO_ROOT, subprocess_env
+from support.fake_engines import FakeEngine, content_key, lookup_by_content
 
 NAMESPACE = "/live_replay"
 N_FRAMES = 6
@@ -33,23 +31,10 @@ CONFIG = sample_config(frames=N_FRAMES, width=160, height=120)
 SCALE, SHIFT = 2.0, 0.05  # the oracle predicts SCALE / z + SHIFT
 
 
-class OracleEngine:
-    """Stands in for InferenceEngine in the node and offline: exact relative inverse depth per image."""
-
-    depth_by_image: dict[str, np.ndarray] = {}
-
-    def __init__(self, preset, **_: object) -> None:
-        import torch
-
-        self.preset = get_preset(preset) if isinstance(preset, str) else preset
-        self.device, self.precision, self.random_weights = torch.device("cpu"), "fp32", False
-
-    def infer(self, rgb: np.ndarray) -> np.ndarray:
-        depth = self.depth_by_image[hashlib.sha1(rgb.tobytes()).hexdigest()]
-        return (SCALE / depth + SHIFT).astype(np.float32)
-
-    def infer_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:  # the node runs DepthPipeline.process_batch
-        return [self.infer(rgb) for rgb in images]
+def oracle() -> FakeEngine:
+    """Stands in for the network in the node and offline: exact relative inverse depth SCALE / z + SHIFT per image."""
+    depth_by_image = {content_key(f.camera.rgb): f.camera.depth for f in render_sequence(CONFIG)}
+    return FakeEngine("dpt_hybrid_midas", lookup_by_content(depth_by_image, lambda z: (SCALE / z + SHIFT).astype(np.float32)))
 
 
 def node_parameters() -> dict:
@@ -59,13 +44,11 @@ def node_parameters() -> dict:
 
 
 @pytest.fixture()
-def running_node(monkeypatch):
-    OracleEngine.depth_by_image = {hashlib.sha1(f.camera.rgb.tobytes()).hexdigest(): f.camera.depth
-                                   for f in render_sequence(CONFIG)}
-    monkeypatch.setattr(depth_setup, "InferenceEngine", OracleEngine)
+def running_node():
+    engine = oracle()
     context = rclpy.Context()
     rclpy.init(context=context)
-    node = DepthNode(context=context, namespace=NAMESPACE,
+    node = DepthNode(engine_factory=lambda preset, **_: engine, context=context, namespace=NAMESPACE,
                      parameter_overrides=[Parameter(k, value=v) for k, v in node_parameters().items()])
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
@@ -95,7 +78,7 @@ def test_live_node_depth_equals_offline_core_path(tmp_path, running_node):
 
     live = recorded_depth(recording, namespace=NAMESPACE)
     config = DepthNodeConfig.from_mapping(node_parameters())
-    offline = reproduce_node_depth(bag, OracleEngine("dpt_hybrid_midas"), "relative_inverse_depth",
+    offline = reproduce_node_depth(bag, oracle(), "relative_inverse_depth",
                                    EvaluationOptions(node_config=config, progress=False))
     assert len(offline) == N_FRAMES
     comparison = compare_live_and_offline(live, offline)
