@@ -9,8 +9,9 @@ import time
 import cv2
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CompressedImage
+from sensor_msgs.msg import CompressedImage, Image
 
 from dpt_ros.geometry.camera import LensDistortion, PinholeIntrinsics
 from dpt_ros.geometry.pointcloud import ray_grid
@@ -18,9 +19,11 @@ from dpt_ros.tools.make_sample_bag import sample_config, write_sample_bag
 from support.depth_node_harness import (
     TEST_PARAMETERS,
     DepthNodeUnderTest,
+    NodeProcess,
     RosPeer,
     camera_info,
     compressed_image,
+    diagnostic_values,
     header,
     pattern_image,
     publish_until,
@@ -189,3 +192,32 @@ def test_a_clock_jump_under_use_sim_time_is_counted_and_logged(peer, tmp_path_fa
         assert node.counter("time_resets") == 0  # the clock jump restarted the timeline before the image came
     finally:
         assert node.process.stop() == 0
+
+
+def test_the_perception_node_answers_a_time_reset_and_refuses_oversized_images(peer, tmp_path_factory):
+    """The segmentation / perception node shares the shell: the same timelines and size checks."""
+    namespace = "/perception_robust"
+    parameters = {**TEST_PARAMETERS, "model": "dpt_hybrid_nyu", "segmentation_model": "dpt_large_ade20k"}
+    process = NodeProcess(parameters, tmp_path_factory.mktemp("perception"), namespace,
+                          module="dpt_ros.ros.segmentation_node")  # fmt: skip
+    image_pub = peer.publisher(Image, f"{namespace}/image")
+    labels = peer.collect(Image, f"{namespace}/semantic/labels")
+    depth = peer.collect(Image, f"{namespace}/depth")
+    diagnostics = peer.collect(DiagnosticArray, "/diagnostics")
+    try:
+        rgb = pattern_image(WIDTH, HEIGHT)
+        for at in (stamp(100), stamp(101), stamp(50)):
+            image = raw_image(header(at), rgb, "rgb8")
+            answered = lambda at=at: labels.find(same_stamp(at)) and depth.find(same_stamp(at))  # noqa: E731
+            assert publish_until(lambda image=image: image_pub.publish(image), answered), process.output()
+        # a raw image claiming 12000 x 12000 pixels: refused on width x height, before its buffer is looked at
+        image_pub.publish(Image(header=header(stamp(51)), width=12000, height=12000, encoding="bgr8", step=36000))
+
+        def counters() -> dict[str, str]:
+            mine = [m for m in diagnostics.snapshot()[0] if any(namespace in s.name for s in m.status)]
+            return diagnostic_values(mine[-1]) if mine else {}
+
+        assert publish_until(lambda: None, lambda: counters().get("image_too_large") == "1", timeout_s=15)
+        assert counters()["time_resets"] == "1" and "time reset: stamp 50.000000000 s" in process.output()
+    finally:
+        assert process.stop() == 0, process.output()
