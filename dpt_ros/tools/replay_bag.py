@@ -163,7 +163,8 @@ def replay(bag_path: Path, options: ReplayOptions) -> dict[str, int]:
 
     # Ctrl-C and SIGTERM end playing in this thread (KeyboardInterrupt), not by shutting rclpy down under it
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     node = rclpy.create_node("dpt_ros_replay")
     log = node.get_logger()
     if skipped:
@@ -218,7 +219,8 @@ def replay(bag_path: Path, options: ReplayOptions) -> dict[str, int]:
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop playing, keep what was recorded
         interrupted = True
     finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_sigterm)
         executor.shutdown()
         spinner.join(timeout=5.0)  # a still-spinning thread at interpreter exit aborts the process
         if recorder is not None:
