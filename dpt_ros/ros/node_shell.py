@@ -240,9 +240,11 @@ class NodeShell:
         self._cameras = {name: self._open_camera(name) for name in names}
         self._diagnostics_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.node.create_timer(self.config.diagnostics_period, self.publish_diagnostics)
-        # use_sim_time: a /clock reset (simulator restart, bag loop) jumps the ROS clock back
+        # use_sim_time: a /clock reset (simulator restart, bag loop) jumps the ROS clock back. (Switching
+        # use_sim_time itself is not such a jump: the image stamps then show a time reset of their own.)
         self._clock_jump = self.node.get_clock().create_jump_callback(
-            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-TIME_RESET_TOLERANCE_NS)),
+            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-TIME_RESET_TOLERANCE_NS),
+                          on_clock_change=False),  # fmt: skip
             post_callback=self._on_clock_jump,
         )
         try:
