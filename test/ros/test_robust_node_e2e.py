@@ -4,17 +4,24 @@ decompression bomb, mislabelled and distorted images, a /clock jump. Real rclpy,
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import cv2
 import numpy as np
 import pytest
+import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CompressedImage, Image
+from scipy.spatial.transform import Rotation
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from dpt_ros.geometry.camera import LensDistortion, PinholeIntrinsics
 from dpt_ros.geometry.pointcloud import ray_grid
+from dpt_ros.ros.depth_node import DepthNode
+from dpt_ros.sim.scene import OPTICAL_FROM_LIDAR_ROTATION, pose, render_depth, spinning_lidar_scan, street_scene
 from dpt_ros.tools.make_sample_bag import sample_config, write_sample_bag
 from support.depth_node_harness import (
     TEST_PARAMETERS,
@@ -32,7 +39,9 @@ from support.depth_node_harness import (
     same_stamp,
     stamp,
 )
+from support.fake_engines import fake_engine_factory, fixed_prediction
 from support.image_bomb import png_bomb
+from support.lidar_clouds import xyz_cloud
 
 pytestmark = pytest.mark.ros
 WIDTH, HEIGHT = 64, 48
@@ -135,6 +144,12 @@ def test_a_png_bomb_is_refused_before_decoding_and_memory_stays(peer, tmp_path_f
         assert node.process.stop() == 0
 
 
+def node_status(diagnostics, namespace: str) -> dict[str, str]:
+    """The values of the latest /diagnostics status of the node in `namespace` ({} before the first)."""
+    mine = [m for m in diagnostics.snapshot()[0] if any(f"{namespace}/" in s.name for s in m.status)]
+    return diagnostic_values(mine[-1]) if mine else {}
+
+
 def _peak_rss(node: DepthNodeUnderTest) -> int:
     for line in open(f"/proc/{node.process.process.pid}/status"):
         if line.startswith("VmHWM:"):
@@ -213,11 +228,78 @@ def test_the_perception_node_answers_a_time_reset_and_refuses_oversized_images(p
         # a raw image claiming 12000 x 12000 pixels: refused on width x height, before its buffer is looked at
         image_pub.publish(Image(header=header(stamp(51)), width=12000, height=12000, encoding="bgr8", step=36000))
 
-        def counters() -> dict[str, str]:
-            mine = [m for m in diagnostics.snapshot()[0] if any(namespace in s.name for s in m.status)]
-            return diagnostic_values(mine[-1]) if mine else {}
-
+        counters = lambda: node_status(diagnostics, namespace)  # noqa: E731
         assert publish_until(lambda: None, lambda: counters().get("image_too_large") == "1", timeout_s=15)
         assert counters()["time_resets"] == "1" and "time reset: stamp 50.000000000 s" in process.output()
     finally:
         assert process.stop() == 0, process.output()
+
+
+def test_lidar_pairing_across_time_resets_and_far_future_scans(peer):
+    """In-process node with an oracle network: the scans a frame pairs with always belong to its timeline."""
+    width, height, focal = 160, 120, 125.0
+    K = np.array([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2], [0.0, 0.0, 1.0]])
+    shapes = street_scene()
+    truth = render_depth(shapes, K, (width, height)).astype(np.float32)
+    lidar_position = (0.0, -0.3, -0.1)
+    points = spinning_lidar_scan(shapes, pose(OPTICAL_FROM_LIDAR_ROTATION, lidar_position), n_beams=16, n_azimuth=1024)
+    prediction = ((1.0 / truth + 0.02) / 0.004).astype(np.float32)  # relative inverse depth of the scene
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    overrides = {"model": "dpt_hybrid_midas", "device": "cpu", "qos_in": "reliable", "lidar_alignment": True,
+                 "lidar_to_camera": [*lidar_position, *Rotation.from_matrix(OPTICAL_FROM_LIDAR_ROTATION).as_quat()]}
+    namespace = "/lidar_timelines"
+    node = DepthNode(engine_factory=fake_engine_factory(fixed_prediction(prediction)), context=context,
+                     namespace=namespace,
+                     parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()])  # fmt: skip
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        image_pub, info_pub = peer.publisher(Image, f"{namespace}/image"), peer.publisher(CameraInfo, f"{namespace}/camera_info")
+        cloud_pub = peer.publisher(PointCloud2, f"{namespace}/lidar/points")
+        alignment = peer.collect(DiagnosticArray, f"{namespace}/alignment")
+        diagnostics = peer.collect(DiagnosticArray, "/diagnostics")
+        rgb = pattern_image(width, height)
+
+        def frame(at, scans=()) -> dict[str, str]:
+            """Send the scans, then the image, until its alignment status comes back (with a successful fit
+            when scans were sent: the first try may beat its scan); returns that status."""
+            image = raw_image(header(at), rgb, "rgb8")
+
+            def send() -> None:
+                for scan_at in scans:
+                    cloud_pub.publish(xyz_cloud(header(scan_at, "lidar"), points, beams=16))
+                info_pub.publish(camera_info(header(at), width, height, focal=focal))
+                image_pub.publish(image)
+
+            def status(msg) -> bool:
+                return same_stamp(at)(msg) and (not scans or diagnostic_values(msg)["fit_success"] == "true")
+
+            assert publish_until(send, lambda: alignment.find(status) is not None)
+            return diagnostic_values(alignment.find(status))
+
+        assert frame(stamp(200), [stamp(199, 970_000_000)])["fit_success"] == "true"
+        # a driver before its clock sync, an hour ahead: 12 scans at its 20 Hz (the input keeps 1 sample, so
+        # paced like a sensor) fill the 10-scan buffer; the good scan must still pair, the next one too
+        for k in range(12):
+            cloud_pub.publish(xyz_cloud(header(stamp(3800 + k), "lidar"), points, beams=16))
+            time.sleep(0.05)
+        assert frame(stamp(200, 20_000_000))["fit_success"] == "true"
+        assert frame(stamp(200, 500_000_000), [stamp(200, 470_000_000)])["fit_success"] == "true"
+        # 0.6 s back: a time reset; the scan at 199.97 (old timeline) is within lidar_max_dt of the new
+        # image at 199.9 but must not pair with it
+        status = frame(stamp(199, 900_000_000))
+        assert status["fit_success"] == "false" and "no LiDAR scan" in status["fit_reason"], status
+        # the new timeline's own scans pair at once
+        assert frame(stamp(199, 950_000_000), [stamp(199, 930_000_000)])["fit_success"] == "true"
+        counters = lambda: node_status(diagnostics, namespace)  # noqa: E731
+        assert publish_until(lambda: None, lambda: counters().get("time_resets") == "1", timeout_s=10)
+        assert int(counters()["lidar_future_scans"]) >= 10
+    finally:
+        node.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        spinner.join(timeout=10)
