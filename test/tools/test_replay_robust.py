@@ -107,3 +107,17 @@ def test_single_frame_replays_into_the_node_are_always_recorded(tmp_path):
     finally:
         assert node.stop() == 0, node.output()
     assert recorded == [1] * runs, node.output()
+
+
+@pytest.mark.ros
+def test_unmatched_recording_is_an_error_naming_what_did_not_match(tmp_path):
+    source = write_sample_bag(tmp_path / "in", "mcap", sample_config(frames=1, width=32, height=24)).path
+    result = subprocess.run(
+        [*REPLAY, str(source), "--topics", "/camera/image_raw", "--record", str(tmp_path / "out"), "--record-topics",
+         "/nobody/publishes/this", "--match-timeout", "1"],
+        env=ros_environment(), capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "not matched within 1 s" in result.stderr
+    assert "recorded topic /nobody/publishes/this has no publisher yet" in result.stderr
+    assert "no subscription on any played topic (/camera/image_raw)" in result.stderr
+    assert not (tmp_path / "out").exists()
