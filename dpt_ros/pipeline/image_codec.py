@@ -47,7 +47,6 @@ _JPEG_START_OF_SCAN: Final[int] = 0xDA
 # SOF0-SOF15 except DHT (C4), JPG (C8) and DAC (CC), which share the range
 _JPEG_START_OF_FRAME: Final[frozenset[int]] = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE_MARKERS: Final[frozenset[int]] = frozenset([0x01, *range(0xD0, 0xD8)])  # TEM, RST0-7: no length
-_HEADER_SCAN_BYTES: Final[int] = 1 << 16  # EXIF/ICC segments before a JPEG's SOF fit in 64 KiB
 # (offset, bytes) parts of the signatures of formats OpenCV could decode but the nodes refuse, to name them
 _OTHER_SIGNATURES: Final[tuple[tuple[tuple[tuple[int, bytes], ...], str], ...]] = (
     (((0, b"RIFF"), (8, b"WEBP")), "WebP"),
@@ -115,18 +114,19 @@ class CompressedHeader:
     height: int
 
 
-def read_compressed_header(data: bytes) -> CompressedHeader:
+def read_compressed_header(data: bytes | memoryview) -> CompressedHeader:
     """The format and pixel size of JPEG or PNG bytes, from their headers alone (no decompression).
 
     Raises InputError: UNKNOWN_ENCODING for anything but JPEG or PNG (naming what it looks like),
     CORRUPT_COMPRESSED for a JPEG/PNG whose header is cut short or malformed.
     """
-    if data.startswith(_PNG_SIGNATURE):
+    data = memoryview(data).cast("B")  # walking a JPEG's segments reads a few bytes each, never copies
+    if data[: len(_PNG_SIGNATURE)] == _PNG_SIGNATURE:
         return _png_header(data)
-    if data.startswith(_JPEG_START):
+    if data[: len(_JPEG_START)] == _JPEG_START:
         return _jpeg_header(data)
     found = next((name for magic, name in _OTHER_SIGNATURES if _matches(data, magic)), None)
-    what = f"{found} data" if found else f"data starting {data[:8].hex(' ')}"
+    what = f"{found} data" if found else f"data starting {bytes(data[:8]).hex(' ')}"
     raise InputError(UNKNOWN_ENCODING, f"compressed image is {what}, not JPEG or PNG (the only formats decoded)")
 
 
@@ -146,7 +146,7 @@ def decode_compressed_image(
         raise InputError(ZERO_SIZE, "compressed image has no data")
     if "compresseddepth" in image_format.lower():
         raise InputError(UNKNOWN_ENCODING, f"compressed format {image_format!r} is not supported; use jpeg or png")
-    head = read_compressed_header(bytes(buffer[:_HEADER_SCAN_BYTES]))
+    head = read_compressed_header(buffer)
     found = f"{head.image_format.upper()} (labelled {image_format!r})"
     if head.width <= 0 or head.height <= 0:
         raise InputError(ZERO_SIZE, f"{found} header says {head.width}x{head.height} pixels")
@@ -164,11 +164,11 @@ def decode_compressed_image(
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _matches(data: bytes, magic: tuple[tuple[int, bytes], ...]) -> bool:
+def _matches(data: memoryview, magic: tuple[tuple[int, bytes], ...]) -> bool:
     return all(data[offset : offset + len(part)] == part for offset, part in magic)
 
 
-def _png_header(data: bytes) -> CompressedHeader:
+def _png_header(data: memoryview) -> CompressedHeader:
     """PNG: the 8-byte signature, then the IHDR chunk (length, b"IHDR", width, height as big-endian u32)."""
     if len(data) < 24 or data[12:16] != b"IHDR":
         raise InputError(CORRUPT_COMPRESSED, f"PNG of {len(data)} bytes has no IHDR chunk after its signature")
@@ -176,7 +176,7 @@ def _png_header(data: bytes) -> CompressedHeader:
     return CompressedHeader("png", width, height)
 
 
-def _jpeg_header(data: bytes) -> CompressedHeader:
+def _jpeg_header(data: memoryview) -> CompressedHeader:
     """JPEG: walk the marker segments after SOI to the first start-of-frame (SOFn) and read its size."""
     position = 2
     while position + 4 <= len(data):

@@ -148,8 +148,8 @@ def test_other_formats_are_refused_and_named_even_when_labelled_png(extension, n
 def test_jpeg_header_size_matches_the_decoded_size(width, height, params) -> None:
     data = _encoded(".jpg", width, height, params)
     exif = b"\xff\xe1" + struct.pack(">H", 2 + 1000) + b"Exif\x00\x00" + bytes(994)  # an APP1 segment before SOF
-    with_exif = data[:2] + exif + data[2:]
-    for jpeg in (data, with_exif):
+    icc = b"\xff\xe2" + struct.pack(">H", 65535) + bytes(65533)  # a large APP2 (ICC profile) segment, twice
+    for jpeg in (data, data[:2] + exif + data[2:], data[:2] + icc + icc + exif + data[2:]):
         assert read_compressed_header(jpeg) == CompressedHeader("jpeg", width, height)
         assert decode_compressed_image(jpeg, "jpeg").shape == (height, width, 3)
 
