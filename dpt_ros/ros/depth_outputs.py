@@ -270,11 +270,15 @@ def depth_network_ms(outputs: FrameOutputs) -> float:
     return sum(outputs.timings_ms[stage] for stage in ("inference", "depth_stage", "channels"))
 
 
-def build_depth_outputs(shell: NodeShell, engine_factory: EngineFactory) -> DepthOutputs:
+def load_depth_pipeline(shell: NodeShell, engine_factory: EngineFactory) -> tuple[DepthPipeline, InferenceEngine]:
     """Load the depth network for shell.config; a weights problem becomes a StartupError saying what to do."""
     config = shell.config
     try:
-        pipeline, engine = build_depth_pipeline(config, shell.log_graph_capture, engine_factory)
+        return build_depth_pipeline(config, shell.log_graph_capture, engine_factory)
     except WeightsError as error:  # missing, unreadable or wrong file: which one, and where to get it
         raise StartupError(weights_help(str(error), get_preset(config.model))) from None
-    return DepthOutputs(shell, pipeline, engine)
+
+
+def build_depth_outputs(shell: NodeShell, engine_factory: EngineFactory) -> DepthOutputs:
+    """The depth node's one stage."""
+    return DepthOutputs(shell, *load_depth_pipeline(shell, engine_factory))

@@ -20,7 +20,7 @@ from dpt_ros.model.checkpoint import WeightsError
 from dpt_ros.model.presets import get_preset
 from dpt_ros.pipeline.segmentation import SemanticOutputs
 from dpt_ros.ros import conversions
-from dpt_ros.ros.depth_outputs import DepthOutputs, build_depth_outputs
+from dpt_ros.ros.depth_outputs import DepthOutputs, load_depth_pipeline
 from dpt_ros.ros.node_shell import QOS, CameraIO, NodeShell, OutputStage, PreparedFrame, StartupError, weights_help
 
 # The class table is sent once; late subscribers get it from the publisher's durable history.
@@ -132,17 +132,13 @@ def build_segmentation_stages(shell: NodeShell, engine_factory: EngineFactory) -
     """The segmentation stage, then (with `model`: perception) the depth stage fed by the same preprocessing."""
     config = shell.config
     assert isinstance(config, SegmentationNodeConfig)
-    depth = build_depth_outputs(shell, engine_factory) if config.model else None
+    depth = load_depth_pipeline(shell, engine_factory) if config.model else None  # with the depth node's help
     try:
-        setup = build_segmentation(
-            config, (depth.pipeline, depth.engine) if depth is not None else None, shell.log_graph_capture,
-            engine_factory,
-        )  # fmt: skip
+        setup = build_segmentation(config, depth, shell.log_graph_capture, engine_factory)
     except WeightsError as error:
         raise StartupError(weights_help(str(error), get_preset(config.segmentation_model))) from None
-    if depth is None:
+    if setup.depth_pipeline is None or setup.depth_engine is None:
         return [SegmentationOutputs(shell, setup)]
-    assert setup.depth_pipeline is not None and setup.depth_engine is not None
-    depth = DepthOutputs(shell, setup.depth_pipeline, setup.depth_engine)  # now fed by the shared preprocessing
-    return [SegmentationOutputs(shell, setup, labels_for=depth), depth]
+    depth_outputs = DepthOutputs(shell, setup.depth_pipeline, setup.depth_engine)  # fed by the shared preprocessing
+    return [SegmentationOutputs(shell, setup, labels_for=depth_outputs), depth_outputs]
 

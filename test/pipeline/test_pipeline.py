@@ -1,5 +1,7 @@
 """The per-frame pipeline's own logic, with a fixed-output backend standing in for the network."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -53,6 +55,21 @@ def test_output_scale_resizes_depth_camera_and_channels_consistently() -> None:
     np.testing.assert_array_equal(outputs.depth.values, [[np.nan, 2.0]])
     assert outputs.camera == PinholeIntrinsics(1.0, 1.0, 0.5, 0.0, 2, 1)
     assert [f.name for f in outputs.cloud.fields] == ["x", "y", "z", "label"]
+
+
+def test_each_frames_outputs_carry_their_own_alignment_result_through_the_resize() -> None:
+    """A depth stage's per-frame result (the LiDAR fit) reaches FrameOutputs.alignment: no side channel."""
+    stage = ModelOutputDepth(METRIC_DEPTH)
+    results = iter(["fit of frame 1", "fit of frame 2"])  # stand-ins for AlignedDepth
+
+    def aligning_stage(prediction, frame):
+        return dataclasses.replace(stage(prediction, frame), alignment=next(results))
+
+    pipeline = DepthPipeline(FIXED, aligning_stage)
+    outputs = pipeline.process_batch([FRAME, FRAME], OutputOptions(output_scale=0.5), want_cloud=[False, False],
+                                     want_colored=[False, False])  # fmt: skip
+    assert [frame.alignment for frame in outputs] == ["fit of frame 1", "fit of frame 2"]
+    assert DepthPipeline(FIXED, stage).process(FRAME, OutputOptions()).alignment is None
 
 
 def test_segmentation_model_is_not_a_depth_stage() -> None:

@@ -82,6 +82,7 @@ class LifecycleClient:
         return result_of(self._get.call_async(GetState.Request())).current_state.id
 
 
+@pytest.mark.slow
 def test_the_whole_lifecycle_through_its_services(tmp_path):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint" * 100)
@@ -230,3 +231,23 @@ def test_autostart_activates_or_leaves_the_node_unconfigured_with_the_reason(con
         started.close()
         for node in (started, failed):
             node.destroy_node()
+
+
+@pytest.mark.slow
+def test_segmentation_node_autostarts_from_the_command_line_and_shuts_down_through_its_service(tmp_path):
+    peer = RosPeer()
+    labels = peer.collect(Image, "/managed_seg/semantic/labels")
+    image_pub = peer.publisher(Image, "/managed_seg/image")
+    node = NodeProcess(TEST_PARAMETERS, tmp_path, "/managed_seg", module="dpt_ros.ros.segmentation_node",
+                       extra_args=["--managed", "--autostart"])  # fmt: skip
+    try:
+        lifecycle = LifecycleClient(peer, "/managed_seg/segmentation_node")
+        assert eventually(lambda: lifecycle.state() == State.PRIMARY_STATE_ACTIVE), node.output()
+        frame = raw_image(header(stamp(7)), pattern_image(64, 48), "rgb8")
+        assert publish_until(lambda: image_pub.publish(frame), lambda: labels.find(same_stamp(frame.header.stamp)))
+        assert lifecycle.change(Transition.TRANSITION_ACTIVE_SHUTDOWN)
+        assert lifecycle.state() == State.PRIMARY_STATE_FINALIZED
+    finally:
+        code = node.stop()
+        peer.close()
+    assert code == 0, node.output()
