@@ -168,7 +168,7 @@ def replay(bag_path: Path, options: ReplayOptions) -> dict[str, int]:
     node = rclpy.create_node("dpt_ros_replay")
     log = node.get_logger()
     if skipped:
-        log.warning(f"not publishing {', '.join(skipped)}: message package not installed")
+        log.warning(f"not publishing {', '.join(skipped)}: message package unknown or not installed")
     publishers = {}
     for topic, cls in classes.items():
         if cls is None:
@@ -249,7 +249,7 @@ def _wait_for_matches(node: Any, publishers: dict[str, Any], recorder: _Recorder
     while True:
         waiting = []
         for publisher in publishers.values():
-            seen, matched = node.count_subscribers(publisher.topic_name), publisher.get_subscription_count()
+            seen, matched = _compatible_subscriptions(node, publisher), publisher.get_subscription_count()
             if matched < seen:
                 waiting.append(f"publisher of {publisher.topic_name} matched {matched} of {seen} subscriptions")
         if recorder is not None:
@@ -264,6 +264,16 @@ def _wait_for_matches(node: Any, publishers: dict[str, Any], recorder: _Recorder
             raise BagError(f"not matched within {timeout:g} s (is the node running, are topics remapped?): "
                            + "; ".join(waiting))  # fmt: skip
         time.sleep(MATCH_POLL_S)
+
+
+def _compatible_subscriptions(node: Any, publisher: Any) -> int:
+    """Subscriptions in the graph on the publisher's topic that can match it: a reliable publisher serves
+    every reliability, but a volatile one no transient-local subscription (which then never matches)."""
+    from rclpy.qos import DurabilityPolicy
+
+    volatile = publisher.qos_profile.durability == DurabilityPolicy.VOLATILE
+    return sum(1 for info in node.get_subscriptions_info_by_topic(publisher.topic_name)
+               if not (volatile and info.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL))  # fmt: skip
 
 
 def _wait_for_subscriber(node: Any, topic: str, timeout: float) -> None:

@@ -121,3 +121,27 @@ def test_unmatched_recording_is_an_error_naming_what_did_not_match(tmp_path):
     assert "recorded topic /nobody/publishes/this has no publisher yet" in result.stderr
     assert "no subscription on any played topic (/camera/image_raw)" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.ros
+def test_an_incompatible_subscription_does_not_hold_the_replay_back(tmp_path):
+    """A transient-local subscriber (e.g. a latched-topic tool) never matches a volatile publisher: the
+    replay must not wait for it, and it plays."""
+    import rclpy
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    source = write_sample_bag(tmp_path / "in", "mcap", sample_config(frames=1, width=32, height=24)).path
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("latched_listener", context=context)
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(Image, "/camera/image_raw", lambda _: None, qos)
+    try:
+        result = subprocess.run([*REPLAY, str(source), "--topics", "/camera/image_raw", "--match-timeout", "5"],
+                                env=ros_environment(), capture_output=True, text=True, timeout=60)  # fmt: skip
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+    assert result.returncode == 0, result.stderr
+    assert "published: /camera/image_raw 1" in result.stdout
