@@ -89,6 +89,7 @@ def test_time_going_backwards_is_a_reset_answered_at_once(peer, tmp_path_factory
         assert node.process.stop() == 0
 
 
+@pytest.mark.slow
 def test_a_looped_replay_is_answered_every_frame_of_every_loop(peer, tmp_path_factory):
     frames, loops = 5, 3
     workdir = tmp_path_factory.mktemp("loop")

@@ -60,6 +60,7 @@ def test_log_records_after_the_checkpoint_are_dropped_once(tmp_path):
     assert drop_records_after(log, 4) == 0 and drop_records_after(tmp_path / "missing.jsonl", 1) == 0
 
 
+@pytest.mark.slow
 def test_resume_auto_falls_back_past_a_corrupt_checkpoint_and_logs_each_step_once(paths, tmp_path):
     run = tmp_path / "run"
     first = Trainer(config(paths, run, max_steps=4, checkpoint_every=2))
@@ -117,6 +118,7 @@ def test_a_full_disk_says_so_and_where_and_keeps_the_previous_checkpoint(tmp_pat
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_00000002.pt"]  # no temporary
 
 
+@pytest.mark.slow
 def test_the_trainer_cli_ends_a_full_disk_with_one_line(paths, tmp_path, monkeypatch, capsys):
     import dpt_train.engine as engine_module
 
