@@ -4,6 +4,7 @@ corrupt newest checkpoint, a full disk."""
 import errno
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -44,7 +45,7 @@ def test_orphaned_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_pat
     for folder in ("checkpoints", "weights"):
         (tmp_path / folder).mkdir()
     orphans = [tmp_path / "checkpoints" / f".step_00000004.pt.tmp-{dead}", tmp_path / "weights" / f".best.pt.tmp-{dead}"]
-    live = tmp_path / "checkpoints" / f".step_00000006.pt.tmp-{__import__('os').getpid()}"
+    live = tmp_path / "checkpoints" / f".step_00000006.pt.tmp-{os.getpid()}"
     keep = tmp_path / "checkpoints" / "step_00000002.pt"
     for path in (*orphans, live, keep):
         path.write_bytes(b"PK\x03\x04 partial")
