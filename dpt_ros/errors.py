@@ -13,6 +13,8 @@ INVALID_CAMERA_INFO = "invalid_camera_info"
 CAMERA_INFO_MISMATCH = "camera_info_resolution_mismatch"
 OUT_OF_ORDER_STAMP = "out_of_order_stamp"
 INVALID_POINT_CLOUD = "invalid_point_cloud"
+IMAGE_TOO_LARGE = "image_too_large"  # more pixels than max_image_pixels (refused before decoding)
+UNSUPPORTED_DISTORTION = "unsupported_distortion"  # a distortion model the back-projection cannot undo
 
 INPUT_ERROR_KINDS = (
     UNKNOWN_ENCODING,
@@ -23,6 +25,8 @@ INPUT_ERROR_KINDS = (
     CAMERA_INFO_MISMATCH,
     OUT_OF_ORDER_STAMP,
     INVALID_POINT_CLOUD,
+    IMAGE_TOO_LARGE,
+    UNSUPPORTED_DISTORTION,
 )
 
 

@@ -22,6 +22,7 @@ from dpt_ros.alignment.temporal_filter import TemporalFilterConfig
 from dpt_ros.geometry.transforms import transform_from_parameter
 from dpt_ros.model.presets import METRIC_DEPTH, RELATIVE_INVERSE_DEPTH
 from dpt_ros.pipeline.depth import OutputOptions
+from dpt_ros.pipeline.image_codec import DEFAULT_MAX_IMAGE_PIXELS
 from dpt_ros.prompt.sources import PromptSettings
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -165,6 +166,11 @@ class DepthNodeConfig:
         True, "skip inference while no output topic has a subscriber", runtime=True
     )
     diagnostics_period: float = _param(1.0, "seconds between /diagnostics messages", low=0.1, high=60.0)
+    max_image_pixels: int = _param(
+        DEFAULT_MAX_IMAGE_PIXELS, "images with more pixels (width x height; for compressed images read from the "
+        "PNG/JPEG header) are refused before decoding and counted as image_too_large; the default is 8K UHD, "
+        "7680 x 4320", runtime=True, low=1, high=1_000_000_000,
+    )
 
     # LiDAR alignment (docs/lidar_alignment.md)
     lidar_alignment: bool = _param(

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from dpt_ros.alignment.lidar_depth import NO_SCAN, AlignedDepth, LidarScan
-from dpt_ros.geometry.camera import PinholeIntrinsics, scale_intrinsics
+from dpt_ros.geometry.camera import LensDistortion, PinholeIntrinsics, scale_intrinsics
 from dpt_ros.geometry.pointcloud import PackedCloud, build_point_cloud
 from dpt_ros.model.presets import METRIC_DEPTH, RELATIVE_INVERSE_DEPTH
 from dpt_ros.pipeline.colorize import colorize_depth
@@ -66,6 +66,8 @@ class Frame:
         they become the cloud's LABEL_FIELD.
     prompt: for prompt presets, the frame's depth prompt (usable or with the reason it is not); None
         for every other preset.
+    distortion: the lens distortion of a raw (unrectified) image, undone when back-projecting; None for
+        rectified images or lenses without distortion.
     """
 
     rgb: np.ndarray
@@ -73,6 +75,7 @@ class Frame:
     lidar: LidarFrameInput | None = None
     labels: np.ndarray | None = None
     prompt: DepthPrompt | None = None
+    distortion: LensDistortion | None = None
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,7 @@ class DepthPipeline:
                     max_range=options.max_range,
                     rgb=rgb if options.cloud_rgb else None,
                     channels=channels,
+                    distortion=frame.distortion,
                 )
         if want_colored:
             with clock("colorize"):

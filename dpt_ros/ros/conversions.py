@@ -15,7 +15,7 @@ from std_msgs.msg import Header
 
 from dpt_ros.geometry.camera import IntrinsicsSource, PinholeIntrinsics, intrinsics_from_matrices, scale_camera_matrices
 from dpt_ros.geometry.pointcloud import PackedCloud
-from dpt_ros.pipeline.image_codec import decode_compressed_image, decode_raw_image
+from dpt_ros.pipeline.image_codec import DEFAULT_MAX_IMAGE_PIXELS, decode_compressed_image, decode_raw_image
 
 # numpy pixel layout -> (ROS encoding, bytes per pixel) of the images this package publishes
 OUTPUT_ENCODINGS = {
@@ -31,14 +31,14 @@ def stamp_ns(stamp: Time) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
-def rgb_from_image(msg: Image) -> np.ndarray:
+def rgb_from_image(msg: Image, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """sensor_msgs/Image -> (H, W, 3) uint8 RGB; raises InputError for bad encodings or sizes."""
-    return decode_raw_image(msg.data, msg.width, msg.height, msg.encoding, msg.step)
+    return decode_raw_image(msg.data, msg.width, msg.height, msg.encoding, msg.step, max_pixels)
 
 
-def rgb_from_compressed(msg: CompressedImage) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB; raises InputError."""
-    return decode_compressed_image(msg.data, msg.format)
+def rgb_from_compressed(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG/PNG, by magic bytes) -> (H, W, 3) uint8 RGB; raises InputError."""
+    return decode_compressed_image(msg.data, msg.format, max_pixels)
 
 
 def intrinsics_from_camera_info(msg: CameraInfo, source: IntrinsicsSource) -> PinholeIntrinsics:

@@ -18,7 +18,7 @@ from dpt_ros import errors as input_errors
 from dpt_ros.alignment.lidar_depth import NO_SCAN, AlignedDepth
 from dpt_ros.app.depth_setup import EngineFactory, build_depth_pipeline
 from dpt_ros.errors import InputError
-from dpt_ros.geometry.camera import lens_from_camera_info, require_resolution
+from dpt_ros.geometry.camera import lens_distortion, lens_from_camera_info, require_resolution
 from dpt_ros.model.checkpoint import WeightsError
 from dpt_ros.model.engine import InferenceEngine
 from dpt_ros.model.presets import get_preset
@@ -69,6 +69,7 @@ class DepthOutputs:
         self._sparse_pub: Any = None
         self._last_alignment: dict[str, str] = {}
         self._prompts: PromptInputs | None = None
+        self._timelines: dict[str, int] = {}  # camera -> the timeline number of its last prepared frame
 
     def engines(self) -> list[Any]:
         return [self.engine]
@@ -159,13 +160,33 @@ class DepthOutputs:
             except InputError as error:  # depth is still right; only the cloud and camera_info need K
                 shell.report(camera, error)
                 camera_info, intrinsics = None, None
+        distortion = None
+        if camera_info is not None:
+            try:
+                distortion = lens_distortion(camera_info.d, camera_info.distortion_model, shell.config.intrinsics_source)
+            except InputError as error:  # depth and camera_info are still right; a cloud would not be
+                shell.report(camera, error)
+                intrinsics = None
         lidar = prompt = None
         if self._lidar is not None:
+            self._follow_timeline(camera, item)
             lidar = self._lidar_frame_input(camera, item.header, camera_info, width, height)
         if self._prompts is not None:
             prompt = self._prompts.prompt_for(camera, item.header, camera_info, width, height)
-        frame = replace(item.frame, camera=intrinsics, lidar=lidar, prompt=prompt)
+        frame = replace(item.frame, camera=intrinsics, lidar=lidar, prompt=prompt, distortion=distortion)
         return replace(item, frame=frame, camera_info=camera_info)
+
+    def _follow_timeline(self, camera: CameraIO, item: PreparedFrame) -> None:
+        """Tell the scan buffer where the images are: the first frame of a new timeline (time reset, clock
+        jump) drops the old timeline's scans; every frame moves the horizon beyond which scans are future.
+        (The temporal filter resets itself on the first frame stamped before its last one.)"""
+        assert self._lidar is not None
+        stamp = conversions.stamp_ns(item.header.stamp) * 1e-9
+        if self._timelines.get(camera.name, 0) != item.pending.timeline:
+            self._timelines[camera.name] = item.pending.timeline
+            self._lidar.image_time_reset(stamp)
+        else:
+            self._lidar.observe_image(stamp)
 
     def _lidar_frame_input(
         self, camera: CameraIO, header: Any, camera_info: CameraInfo | None, width: int, height: int
@@ -255,6 +276,10 @@ class DepthOutputs:
         values = {f"lidar_{key}": value for key, value in self._last_alignment.items()}
         if self._prompts is not None:
             values.update(self._prompts.last_values)
+        if self._lidar is not None:
+            scans = self._lidar.counts()
+            values["lidar_future_scans"] = str(scans.future_scans)
+            values["lidar_scan_time_resets"] = str(scans.scan_resets)
         return values
 
 

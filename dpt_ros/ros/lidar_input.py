@@ -20,7 +20,7 @@ from sensor_msgs.msg import PointCloud2
 from dpt_ros.alignment.lidar_depth import LidarScan
 from dpt_ros.geometry.cloud_fields import xyz_from_cloud_buffer
 from dpt_ros.geometry.transforms import transform_from_xyz_quaternion
-from dpt_ros.pipeline.scan_buffer import NearestStampBuffer
+from dpt_ros.pipeline.scan_buffer import NearestStampBuffer, ScanBufferCounts
 from dpt_ros.ros.conversions import stamp_ns
 
 SCAN_BUFFER_CAPACITY = 10  # ~1 s of a 10 Hz LiDAR; pairing within lidar_max_dt never needs more
@@ -123,7 +123,18 @@ class LidarInput:
         self._scans = NearestStampBuffer(SCAN_BUFFER_CAPACITY)
 
     def _on_cloud(self, msg: PointCloud2) -> None:
-        self._scans.add(stamp_ns(msg.header.stamp) * 1e-9, msg)
+        self._scans.add(stamp_ns(msg.header.stamp) * 1e-9, msg)  # far-future scans are counted and evicted first
+
+    def observe_image(self, stamp: float) -> None:
+        """An image continued its timeline at `stamp` seconds: scans far beyond it count as future scans."""
+        self._scans.observe_reference(stamp)
+
+    def image_time_reset(self, stamp: float) -> None:
+        """The images started a new timeline at `stamp` seconds: scans of the old one never pair again."""
+        self._scans.reference_reset(stamp)
+
+    def counts(self) -> ScanBufferCounts:
+        return self._scans.counts()
 
     def scan_for(self, image_header: Any) -> tuple[LidarScan | None, str]:
         """The scan nearest the image in time, in LiDAR coordinates with its extrinsic; or (None, reason).

@@ -28,6 +28,8 @@ from typing import Any, Protocol
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.clock import JumpThreshold, TimeJump
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.impl.implementation_singleton import rclpy_implementation  # RCLError's home in Jazzy and Kilted
 from rclpy.node import Node
@@ -44,6 +46,7 @@ from dpt_ros.model.presets import Preset, resolve_weights_path
 from dpt_ros.pipeline.batching import LatestPerCamera, group_by_image_size
 from dpt_ros.pipeline.depth import Frame
 from dpt_ros.pipeline.stats import FrameStats, LogLimiter
+from dpt_ros.pipeline.timeline import TIME_RESET_TOLERANCE_NS, StampOrder, Timeline, describe_reset
 from dpt_ros.ros import conversions
 from dpt_ros.ros.params import declare_config, watch_config
 
@@ -52,7 +55,10 @@ SKIPPED = "frames_skipped_no_subscribers"
 PROCESSED = "frames_processed"
 PROCESSING_ERROR = "processing_errors"
 BATCHED = "frames_batched_with_other_cameras"  # shared their forward pass with another camera's image
-COUNTERS = ("frames_received", PROCESSED, DROPPED, SKIPPED, BATCHED, PROCESSING_ERROR) + input_errors.INPUT_ERROR_KINDS
+TIME_RESETS = "time_resets"  # image stamps jumped back by more than the tolerance: a new timeline (bag loop, sim reset)
+CLOCK_JUMPS = "clock_jumps_back"  # the ROS clock (use_sim_time: /clock) jumped back
+COUNTERS = ("frames_received", PROCESSED, DROPPED, SKIPPED, BATCHED, PROCESSING_ERROR, TIME_RESETS,
+            CLOCK_JUMPS) + input_errors.INPUT_ERROR_KINDS  # fmt: skip
 INFERENCE = "inference_latency"  # the network(s), depth stage and cloud channel providers
 FRAME_AGE = "output_age"  # image arrival -> outputs published: waiting + decoding + inference + publishing
 
@@ -70,6 +76,7 @@ class StartupError(RuntimeError):
 class PendingImage:
     msg: Image | CompressedImage
     arrival_s: float
+    timeline: int = 0  # the camera's timeline number when the image arrived (CameraIO.timeline_number)
 
 
 @dataclass
@@ -101,7 +108,8 @@ class CameraIO:
     subscriptions: list[Any] = field(default_factory=list)
     stats: FrameStats = field(default_factory=lambda: FrameStats(COUNTERS, latency_names=(INFERENCE, FRAME_AGE)))
     calibration: tuple[CameraInfo, PinholeIntrinsics] | None = None  # the last valid camera_info + intrinsics
-    last_stamp_ns: int = -1
+    timeline: Timeline = field(default_factory=Timeline)  # image stamps: next, reordered or a time reset
+    timeline_number: int = 0  # +1 at each time reset or ROS clock jump: stages forget the old timeline's state
     last_batch_size: int = 0
     errors_reported: int = 0  # input + processing errors counted at the last diagnostics message
 
@@ -195,6 +203,7 @@ class NodeShell:
         self._worker: threading.Thread | None = None
         self._diagnostics_pub: Any = None
         self._diagnostics_timer: Any = None
+        self._clock_jump: Any = None
 
     @property
     def logger(self) -> Any:
@@ -234,6 +243,13 @@ class NodeShell:
         self._cameras = {name: self._open_camera(name) for name in names}
         self._diagnostics_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.node.create_timer(self.config.diagnostics_period, self.publish_diagnostics)
+        # use_sim_time: a /clock reset (simulator restart, bag loop) jumps the ROS clock back. (Switching
+        # use_sim_time itself is not such a jump: the image stamps then show a time reset of their own.)
+        self._clock_jump = self.node.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-TIME_RESET_TOLERANCE_NS),
+                          on_clock_change=False),  # fmt: skip
+            post_callback=self._on_clock_jump,
+        )
         try:
             for stage in self._stages:
                 stage.open(list(self._cameras.values()))
@@ -291,11 +307,13 @@ class NodeShell:
             for subscription in camera.subscriptions:
                 self.node.destroy_subscription(subscription)
             camera.subscriptions = []
+        if self._clock_jump is not None:
+            self._clock_jump.unregister()
         if self._diagnostics_timer is not None:
             self.node.destroy_timer(self._diagnostics_timer)
         if self._diagnostics_pub is not None:
             self.node.destroy_publisher(self._diagnostics_pub)
-        self._diagnostics_timer = self._diagnostics_pub = None
+        self._diagnostics_timer = self._diagnostics_pub = self._clock_jump = None
 
     def log_graph_capture(self, shape: tuple[int, ...], captured_before: int) -> None:
         self.logger.info(
@@ -319,16 +337,34 @@ class NodeShell:
         camera.stats.record_arrival(now)
         camera.stats.count("frames_received")
         stamp = conversions.stamp_ns(msg.header.stamp)
-        if stamp < camera.last_stamp_ns:
-            error = InputError(input_errors.OUT_OF_ORDER_STAMP, "image stamp is older than the previous image's")
+        verdict = camera.timeline.check(stamp)
+        if verdict.order is StampOrder.REORDERED:
+            error = InputError(
+                input_errors.OUT_OF_ORDER_STAMP,
+                f"image stamp is up to {TIME_RESET_TOLERANCE_NS / 1e9:g} s older than the previous image's "
+                "(reordered in transport); further back would be a time reset",
+            )
             self.report(camera, error)
             return
-        camera.last_stamp_ns = stamp
+        if verdict.order is StampOrder.RESET:  # a bag loop, a simulator reset: answer the new timeline
+            camera.timeline_number += 1
+            camera.stats.count(TIME_RESETS)
+            self.logger.warning(f"{camera.log_prefix}{describe_reset(verdict.previous_ns, stamp)}")
         if self.config.skip_when_unsubscribed and not any(stage.has_subscribers(camera) for stage in self._stages):
             camera.stats.count(SKIPPED)
             return
-        if slots.put(camera.name, PendingImage(msg, now)) is not None:
+        if slots.put(camera.name, PendingImage(msg, now, camera.timeline_number)) is not None:
             camera.stats.count(DROPPED)
+
+    def _on_clock_jump(self, jump: TimeJump) -> None:
+        """The ROS clock jumped back: every camera starts a new timeline with its next image."""
+        for camera in self._cameras.values():
+            camera.timeline.restart()
+            camera.timeline_number += 1
+            camera.stats.count(CLOCK_JUMPS)
+        self.logger.warning(
+            f"ROS clock jumped by {jump.delta.nanoseconds / 1e9:.3f} s: image stamps and LiDAR scans start over"
+        )
 
     def _on_camera_info(self, camera: CameraIO, msg: CameraInfo) -> None:
         try:
@@ -357,8 +393,11 @@ class NodeShell:
 
     def _prepare(self, camera: CameraIO, pending: PendingImage) -> PreparedFrame:
         """Decode the image, then each stage's preparation: everything before the networks."""
-        msg = pending.msg
-        rgb = conversions.rgb_from_compressed(msg) if isinstance(msg, CompressedImage) else conversions.rgb_from_image(msg)
+        msg, max_pixels = pending.msg, self.config.max_image_pixels  # too large: refused before decoding
+        if isinstance(msg, CompressedImage):
+            rgb = conversions.rgb_from_compressed(msg, max_pixels)
+        else:
+            rgb = conversions.rgb_from_image(msg, max_pixels)
         item = PreparedFrame(Frame(rgb), pending)
         for stage in self._stages:
             item = stage.prepare(camera, item)

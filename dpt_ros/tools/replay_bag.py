@@ -5,14 +5,21 @@ sqlite3) and ROS 1 bags with `rosbags`, publishes the serialised messages unchan
 at their recorded pace × ``--rate``, optionally looping or starting part-way in, and can record topics of the
 graph (e.g. the depth node's outputs) into a new bag while it plays. /tf_static is published latched.
 
-Topics whose message package is not importable here (e.g. tf2_msgs without a ROS install) are listed and
-skipped; everything else is published.
+Only message packages from a fixed list of standard ROS 2 interfaces are ever imported (a bag's type
+names are data, not code to import); topics of other packages, or of a listed one not installed here
+(e.g. tf2_msgs without a ROS install), are listed and skipped, and a bag left with nothing to publish is
+an error. Before the first message, replay waits (--match-timeout) until its publishers have matched
+every subscription the graph shows on their topics and its recorder has matched the publishers of every
+recorded topic, and says which did not. Ctrl-C or SIGTERM stops playing and closes the recording cleanly,
+keeping everything received (exit 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
+import signal
 import sys
 import threading
 import time
@@ -23,16 +30,33 @@ from typing import Any
 from dpt_ros.bags.rosbag_io import STORAGE_FORMATS, TYPESTORE, BagError, BagWriter, bag_topics, open_bag
 from dpt_ros.tools import cli
 
-RECORDER_MATCH_TIMEOUT_S = 10.0  # most to wait for the recorder to match the publishers it knows of
+# The message packages replay may import: the standard interfaces a camera/LiDAR bag carries.
+KNOWN_MESSAGE_PACKAGES = frozenset({
+    "builtin_interfaces", "diagnostic_msgs", "geometry_msgs", "nav_msgs", "rosgraph_msgs", "sensor_msgs",
+    "shape_msgs", "std_msgs", "stereo_msgs", "tf2_msgs", "trajectory_msgs", "vision_msgs", "visualization_msgs",
+})  # fmt: skip
+MATCH_POLL_S = 0.02
+# DDS reports a match on each side separately, and only ours can be observed: a best-effort subscriber
+# (the nodes' sensor_data input) drops samples from a writer it has not matched yet, and nothing is
+# retransmitted. After our side has matched, the other side's discovery of us runs on the same exchange;
+# this grace covers its lag (measured: single-frame replays into a just-matched node lost the frame in 2 of
+# 20 runs without it).
+MATCH_GRACE_S = 0.5
+_MESSAGE_TYPE = re.compile(r"^(?P<package>[a-z][a-z0-9_]*)/msg/(?P<name>[A-Z][A-Za-z0-9]*)$")
 
 
 def message_class(msgtype: str) -> Any | None:
-    """The rclpy message class of 'pkg/msg/Name', or None when that package is not installed."""
-    package, _, name = msgtype.split("/")
-    try:
-        return getattr(importlib.import_module(f"{package}.msg"), name)
-    except (ImportError, AttributeError):
+    """The rclpy message class of 'pkg/msg/Name' for a package in KNOWN_MESSAGE_PACKAGES, or None when the
+    package is not in that list, not installed, or has no such message. Nothing else is ever imported."""
+    match = _MESSAGE_TYPE.match(msgtype)
+    if match is None or match["package"] not in KNOWN_MESSAGE_PACKAGES:
         return None
+    try:
+        module = importlib.import_module(f"{match['package']}.msg")
+    except ImportError:
+        return None
+    candidate = getattr(module, match["name"], None)
+    return candidate if isinstance(candidate, type) and hasattr(candidate, "_TYPE_SUPPORT") else None
 
 
 @dataclass
@@ -48,6 +72,7 @@ class ReplayOptions:
     record_topics: list[str] = field(default_factory=list)
     record_format: str = "mcap"
     linger: float = 2.0  # seconds to keep recording after the last message
+    match_timeout: float = 30.0  # seconds to wait for publisher/subscription matches before playing
 
 
 class _Recorder:
@@ -80,16 +105,18 @@ class _Recorder:
             self._subscriptions[topic] = self._node.create_subscription(
                 msg_class, topic, lambda raw, t=topic: self._on_message(t, raw), qos_profile_sensor_data, raw=True)
 
-    def wait_until_matched(self, timeout_s: float) -> bool:
-        """Wait until each recorder subscription is matched with every publisher the graph shows on its topic
-        (DDS matching runs after discovery, slower on a loaded machine), at most timeout_s; True if all were."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            unmatched = [topic for topic, subscription in self._subscriptions.items() if subscription is not None
-                         and subscription.get_publisher_count() < self._node.count_publishers(topic)]
-            if not unmatched or time.monotonic() >= deadline:
-                return not unmatched
-            time.sleep(0.02)
+    def unmatched(self) -> list[str]:
+        """What keeps the recorder from receiving: topics not in the graph yet, publishers not matched yet."""
+        waiting = []
+        for topic in self._topics:
+            subscription = self._subscriptions.get(topic)
+            publishers = self._node.count_publishers(topic)
+            if topic not in self._subscriptions:
+                waiting.append(f"recorded topic {topic} has no publisher yet")
+            elif subscription is not None and subscription.get_publisher_count() < publishers:
+                waiting.append(f"recorder on {topic} matched {subscription.get_publisher_count()} of {publishers} "
+                               "publishers")  # fmt: skip
+        return waiting
 
     def _on_message(self, topic: str, raw: bytes) -> None:
         with self._lock:
@@ -98,6 +125,9 @@ class _Recorder:
 
     def close(self, keep: bool) -> None:
         """Finish the bag; ``keep`` False (the replay failed) discards it rather than leave a partial one."""
+        for subscription in self._subscriptions.values():
+            if subscription is not None:
+                self._node.destroy_subscription(subscription)  # no callback may write after the close
         with self._lock:
             failure = None if keep else RuntimeError("replay failed")
             self._writer.__exit__(type(failure) if failure else None, failure, None)
@@ -117,6 +147,7 @@ def replay(bag_path: Path, options: ReplayOptions) -> dict[str, int]:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.signals import SignalHandlerOptions
 
     reader = open_bag(bag_path)
     available = {t.name: t.msgtype for t in bag_topics(reader)}
@@ -126,12 +157,19 @@ def replay(bag_path: Path, options: ReplayOptions) -> dict[str, int]:
         raise BagError(f"topics not in the bag: {', '.join(missing)}")
     classes = {topic: message_class(available[topic]) for topic in wanted}
     skipped = sorted(topic for topic, cls in classes.items() if cls is None)
+    if len(skipped) == len(classes):
+        reader.close()
+        types = ", ".join(f"{topic} ({available[topic]})" for topic in skipped)
+        raise BagError(f"nothing to publish: no topic has a known, installed message type: {types}")
 
-    rclpy.init()
+    # Ctrl-C and SIGTERM end playing in this thread (KeyboardInterrupt), not by shutting rclpy down under it
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     node = rclpy.create_node("dpt_ros_replay")
     log = node.get_logger()
     if skipped:
-        log.warning(f"not publishing {', '.join(skipped)}: message package not installed")
+        log.warning(f"not publishing {', '.join(skipped)}: message package unknown or not installed")
     publishers = {}
     for topic, cls in classes.items():
         if cls is None:
@@ -148,15 +186,11 @@ def replay(bag_path: Path, options: ReplayOptions) -> dict[str, int]:
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     published = dict.fromkeys(publishers, 0)
+    interrupted = False
     try:
         if options.wait_for_subscriber:
             _wait_for_subscriber(node, options.wait_for_subscriber, options.wait_timeout)
-        if recorder is not None:
-            # subscribe to the outputs that already exist and let DDS match them before the first message
-            recorder.subscribe_available()
-            if not recorder.wait_until_matched(RECORDER_MATCH_TIMEOUT_S):
-                log.warning(f"the recorder is not matched with every publisher after {RECORDER_MATCH_TIMEOUT_S:.0f} s: "
-                            "the first messages may be missing from the recording")
+        _wait_for_matches(node, publishers, recorder, options.match_timeout)
         is_ros1 = bag_path.suffix == ".bag"
         connections = [c for c in reader.connections if c.topic in publishers]
         start_ns = reader.start_time + round(options.start_offset * 1e9)
@@ -183,7 +217,11 @@ def replay(bag_path: Path, options: ReplayOptions) -> dict[str, int]:
             while time.monotonic() < deadline:
                 recorder.subscribe_available()
                 time.sleep(0.1)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop playing, keep what was recorded
+        interrupted = True
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_sigterm)
         executor.shutdown()
         spinner.join(timeout=5.0)  # a still-spinning thread at interpreter exit aborts the process
         if recorder is not None:
@@ -194,7 +232,49 @@ def replay(bag_path: Path, options: ReplayOptions) -> dict[str, int]:
         node.destroy_node()
         rclpy.try_shutdown()
         reader.close()
+    if interrupted:
+        print("interrupted: stopped playing", file=sys.stderr)
     return published
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _wait_for_matches(node: Any, publishers: dict[str, Any], recorder: _Recorder | None, timeout: float) -> None:
+    """Wait until every subscription the graph shows on a published topic is matched to its publisher, the
+    recorder (if any) has matched every publisher of the recorded topics and, when recording, at least one
+    publisher has a subscription (else nothing could reach the recorder); then MATCH_GRACE_S for the remote
+    side of those matches. Raises BagError naming what is not matched."""
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = []
+        for publisher in publishers.values():
+            seen, matched = _compatible_subscriptions(node, publisher), publisher.get_subscription_count()
+            if matched < seen:
+                waiting.append(f"publisher of {publisher.topic_name} matched {matched} of {seen} subscriptions")
+        if recorder is not None:
+            recorder.subscribe_available()
+            waiting += recorder.unmatched()
+            if not any(publisher.get_subscription_count() for publisher in publishers.values()):
+                waiting.append(f"no subscription on any played topic ({', '.join(sorted(publishers))})")
+        if not waiting:
+            time.sleep(MATCH_GRACE_S)
+            return
+        if time.monotonic() > deadline:
+            raise BagError(f"not matched within {timeout:g} s (is the node running, are topics remapped?): "
+                           + "; ".join(waiting))  # fmt: skip
+        time.sleep(MATCH_POLL_S)
+
+
+def _compatible_subscriptions(node: Any, publisher: Any) -> int:
+    """Subscriptions in the graph on the publisher's topic that can match it: a reliable publisher serves
+    every reliability, but a volatile one no transient-local subscription (which then never matches)."""
+    from rclpy.qos import DurabilityPolicy
+
+    volatile = publisher.qos_profile.durability == DurabilityPolicy.VOLATILE
+    return sum(1 for info in node.get_subscriptions_info_by_topic(publisher.topic_name)
+               if not (volatile and info.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL))  # fmt: skip
 
 
 def _wait_for_subscriber(node: Any, topic: str, timeout: float) -> None:
@@ -220,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record-topics", nargs="+", default=[], metavar="TOPIC")
     parser.add_argument("--record-format", choices=[f for f in STORAGE_FORMATS if f != "ros1"], default="mcap")
     parser.add_argument("--linger", type=float, default=2.0, help="seconds to keep recording after the last message")
+    parser.add_argument("--match-timeout", type=float, default=30.0,
+                        help="seconds to wait for publishers and recorder to match before playing")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.start_offset < 0:
         parser.error("--rate must be > 0 and --start-offset >= 0")
@@ -232,14 +314,12 @@ def main(argv: list[str] | None = None) -> int:
                             remap=remap,
                             wait_for_subscriber=args.wait_for_subscriber, wait_timeout=args.wait_timeout,
                             record=args.record, record_topics=args.record_topics, record_format=args.record_format,
-                            linger=args.linger)
+                            linger=args.linger, match_timeout=args.match_timeout)
     try:
         published = replay(args.bag, options)
     except BagError as error:
         print(f"dpt-ros-replay: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
     print("published: " + ", ".join(f"{topic} {count}" for topic, count in published.items()))
     return 0
 

@@ -9,7 +9,6 @@ from dpt_ros.alignment.temporal_filter import TemporalFilterConfig
 from dpt_ros.geometry.camera import PinholeIntrinsics
 from dpt_ros.geometry.transforms import OPTICAL_FROM_LIDAR_ROTATION, transform_from_parameter, transform_from_xyz_quaternion
 from dpt_ros.geometry.transforms import make_transform as pose
-from dpt_ros.pipeline.scan_buffer import NearestStampBuffer
 from dpt_ros.sim.scene import render_depth, spinning_lidar_scan, street_scene
 
 K = np.array([[250.0, 0.0, 159.5], [0.0, 250.0, 119.5], [0.0, 0.0, 1.0]])
@@ -107,19 +106,6 @@ def test_quaternion_extrinsic_matches_scipy_and_hand_values():
     for bad in ([0.0] * 6, [0.0] * 7, [1.0] * 16):
         with pytest.raises(ValueError):
             transform_from_parameter(bad)
-
-
-def test_scan_buffer_pairs_the_nearest_scan_within_max_dt():
-    buffer = NearestStampBuffer(capacity=3)
-    for stamp in (1.0, 1.1, 0.9, 1.2):  # out of order; capacity drops the oldest (0.9)
-        buffer.add(stamp, f"scan@{stamp}")
-    assert len(buffer) == 3
-    assert buffer.nearest(1.04, max_dt=0.1) == (1.0, "scan@1.0")
-    assert buffer.nearest(1.06, max_dt=0.1) == (1.1, "scan@1.1")
-    assert buffer.nearest(0.85, max_dt=0.1) is None  # 0.9 was evicted, 1.0 is 0.15 away
-    assert buffer.nearest(1.35, max_dt=0.1) is None
-    buffer.add(1.2, "replaced")
-    assert buffer.nearest(1.25, max_dt=0.1) == (1.2, "replaced")
 
 
 def test_node_lidar_parameters_map_to_settings_and_extrinsics():

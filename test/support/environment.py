@@ -27,5 +27,6 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     """os.environ with this checkout's dpt_ros and dpt_train first on PYTHONPATH (a worktree's code,
     not whichever copy is installed), plus `extra` variables."""
     env = dict(os.environ, **extra)
+    env.setdefault("PYTHONUNBUFFERED", "1")  # a child's log lines arrive as they are written
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), str(TRAINING_ROOT), env.get("PYTHONPATH")]))
     return env

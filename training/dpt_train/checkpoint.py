@@ -6,20 +6,81 @@ Two kinds of file live in a run folder:
   weights/best.pt, weights/last.pt  the bare model state dict in the official key format, exactly what
                            `dpt_ros.build_model(preset, weights=...)` and the node's `weights:=...` load.
 Every file is written to a temporary name in the same folder, fsync'ed and renamed over the target, so a
-crash mid-write leaves the previous file intact. Everything loads with torch.load(weights_only=True).
+crash mid-write leaves the previous file intact; the temporaries a hard kill leaves behind are removed at
+the next start (`remove_orphaned_temporaries`). A full disk is reported as `DiskFullError` naming the file
+and the free space, not as torch's "unexpected pos". Everything loads with torch.load(weights_only=True);
+`--resume auto` takes the newest checkpoint that loads (`newest_loadable_checkpoint`).
 """
 
 from __future__ import annotations
 
+import errno
+import json
+import logging
 import os
 import re
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
+LOG = logging.getLogger(__name__)
 _STEP_FILE = re.compile(r"^step_(\d{8})\.pt$")
+_TEMPORARY_FILE = re.compile(r"^\..+\.tmp-(\d+)$")  # what _atomic_write names its files: .<name>.tmp-<pid>
+
+
+class DiskFullError(OSError):
+    """A write failed for lack of space; the message names the file and the free space left there."""
+
+
+class NoLoadableCheckpointError(RuntimeError):
+    """Every step checkpoint of a run failed to load; the message lists each file and why."""
+
+
+@contextmanager
+def disk_full_says_where(path: str | Path) -> Iterator[None]:
+    """Turn an ENOSPC from writing `path` into a DiskFullError that says where; other errors pass unchanged."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno != errno.ENOSPC or isinstance(error, DiskFullError):
+            raise
+        raise _disk_full(path) from error
+
+
+def _disk_full(path: str | Path) -> DiskFullError:
+    path = Path(path)
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free there"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(errno.ENOSPC, f"no space left on device while writing {path} ({free})")
+
+
+class _WriteRecorder:
+    """A binary file wrapper remembering an OSError from write/flush: torch.save swallows it inside its C++
+    writer and raises RuntimeError("unexpected pos ...") instead, which would hide a full disk."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._handle.flush()
+        except OSError as error:
+            self.error = error
+            raise
 
 
 def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
@@ -27,9 +88,16 @@ def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    recorder = None
     try:
-        with open(temporary, "wb") as handle:
-            write(handle)
+        with disk_full_says_where(path), open(temporary, "wb") as handle:
+            recorder = _WriteRecorder(handle)
+            try:
+                write(recorder)  # type: ignore[arg-type]  # a BinaryIO as far as write() is concerned
+            except RuntimeError as error:  # torch's wrapping of the handle's OSError
+                if recorder.error is not None and recorder.error.errno == errno.ENOSPC:
+                    raise _disk_full(path) from error
+                raise
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -70,6 +138,87 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """Newest step checkpoint of a run, or None."""
     checkpoints = step_checkpoints(run_dir)
     return checkpoints[-1] if checkpoints else None
+
+
+def newest_loadable_checkpoint(run_dir: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest step checkpoint that loads, with its contents; None when the run has none.
+
+    A checkpoint that fails to load (truncated, corrupted on disk) is logged and the previous one is
+    tried; raises NoLoadableCheckpointError when all of them fail.
+    """
+    failures = []
+    for path in reversed(step_checkpoints(run_dir)):
+        try:
+            state = load_checkpoint(path)
+            if not isinstance(state, dict) or "step" not in state:
+                raise ValueError("not a training checkpoint (no 'step')")
+        except Exception as error:  # torch/zipfile/pickle raise many types for a damaged file
+            LOG.warning("checkpoint %s does not load (%s); trying the previous one", path, _one_line(error))
+            failures.append(f"{path.name}: {_one_line(error)}")
+            continue
+        return path, state
+    if failures:
+        raise NoLoadableCheckpointError(f"no checkpoint of {run_dir} loads: " + "; ".join(failures))
+    return None
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())[:300]
+
+
+def remove_orphaned_temporaries(run_dir: str | Path) -> list[Path]:
+    """Delete the .<name>.tmp-<pid> files of writers that are no longer running (a hard kill mid-write).
+
+    Looks in checkpoints/ and weights/; a temporary of a live process (another writer, this one) is kept.
+    Returns the removed paths.
+    """
+    removed = []
+    for folder in (Path(run_dir) / "checkpoints", Path(run_dir) / "weights"):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            match = _TEMPORARY_FILE.match(path.name)
+            if match and not _process_alive(int(match.group(1))):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def drop_records_after(log_path: str | Path, step: int) -> int:
+    """Rewrite a JSON-lines log keeping the records up to `step` (and no torn last line); returns how many went.
+
+    A resumed run repeats the steps after its checkpoint: their records from the killed run are dropped so
+    that each step is logged once.
+    """
+    log_path = Path(log_path)
+    if not log_path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in log_path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+            keep = int(record["step"]) <= step
+        except (ValueError, KeyError, TypeError):  # a line cut short by the kill
+            keep = False
+        if keep:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        atomic_write_text(log_path, "".join(f"{line}\n" for line in kept))
+    return dropped
 
 
 class CheckpointWriter:

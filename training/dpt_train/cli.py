@@ -23,12 +23,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 import yaml  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from dpt_ros.eval.depth_metrics import METRIC_NAMES, format_table  # noqa: E402
 from dpt_ros.model.checkpoint import WeightsError  # noqa: E402
 from dpt_ros.model.engine import InferenceEngine  # noqa: E402
 from dpt_ros.tools.cli import ArgumentParser, user_error  # noqa: E402
-from dpt_train.checkpoint import atomic_write_text  # noqa: E402
+from dpt_train.checkpoint import DiskFullError, NoLoadableCheckpointError, atomic_write_text  # noqa: E402
 from dpt_train.config import load_config, save_config  # noqa: E402
 from dpt_train.data import BadSampleError, dataset_from_config  # noqa: E402
 from dpt_train.engine import Trainer, init_distributed  # noqa: E402
@@ -70,6 +71,9 @@ def _train(args: argparse.Namespace) -> int:
         metrics = trainer.fit()
         if context.is_main and metrics is not None:
             print(format_table(metrics))
+    except (DiskFullError, NoLoadableCheckpointError) as error:  # what to fix is outside the program: one line
+        tqdm.write(f"dpt-train: {error}", file=sys.stderr)  # on its own line, even with a progress bar open
+        return 2
     finally:
         trainer.close()
         if dist.is_initialized():

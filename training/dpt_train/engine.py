@@ -25,7 +25,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dpt_ros.eval.depth_metrics import HIGHER_IS_BETTER, METRIC_NAMES, MetricAggregator
-from dpt_train.checkpoint import CheckpointWriter, atomic_write_text, latest_checkpoint, load_checkpoint
+from dpt_train.checkpoint import (
+    CheckpointWriter,
+    atomic_write_text,
+    disk_full_says_where,
+    drop_records_after,
+    load_checkpoint,
+    newest_loadable_checkpoint,
+    remove_orphaned_temporaries,
+)
 from dpt_train.config import OptimConfig, TrainConfig, save_config, to_dict
 from dpt_train.data import ResumableDistributedSampler, ShardSampler, collate_samples, dataset_from_config
 from dpt_train.evaluate import evaluate_dataset, model_predictor
@@ -273,13 +281,26 @@ class Trainer:
         self.best = state["best"]
 
     def start(self, resume: str | Path | None = None) -> None:
-        """Resume from a step checkpoint (a path, or "auto" for this run's newest, if any); otherwise,
-        when configured, run the relative-to-metric recipe on the initial model."""
-        path = None
-        if resume is not None:
-            path = latest_checkpoint(self.run_dir) if str(resume) == "auto" else Path(resume)
-        if path is not None:
-            self.load_state_dict(load_checkpoint(path))
+        """Resume from a step checkpoint (a path, or "auto" for this run's newest that loads, if any);
+        otherwise, when configured, run the relative-to-metric recipe on the initial model.
+
+        Temporaries left by a killed writer are removed first; on resume, log records of the steps after
+        the checkpoint (written by the killed run, about to be repeated) are dropped.
+        """
+        if self.context.is_main:
+            for orphan in remove_orphaned_temporaries(self.run_dir):
+                LOG.info("removed %s, left by a writer that was killed", orphan)
+        found = None
+        if resume is not None and str(resume) == "auto":
+            found = newest_loadable_checkpoint(self.run_dir)
+        elif resume is not None:
+            found = Path(resume), load_checkpoint(resume)
+        if found is not None:
+            path, state = found
+            self.load_state_dict(state)
+            if self.context.is_main:
+                for name in ("train", "val"):
+                    drop_records_after(self.run_dir / f"{name}.jsonl", self.step)
             LOG.info("resumed from %s at step %d", path, self.step)
             return
         if resume is not None:
@@ -304,7 +325,8 @@ class Trainer:
     # ---------------------------------------------------------------- the loop
     def _log(self, name: str, record: dict[str, Any]) -> None:
         if self.context.is_main:
-            with open(self.run_dir / f"{name}.jsonl", "a") as handle:
+            log_path = self.run_dir / f"{name}.jsonl"
+            with disk_full_says_where(log_path), open(log_path, "a") as handle:
                 handle.write(json.dumps({"step": self.step, **record}) + "\n")
             for key, value in record.items():
                 self.writer.add_scalar(f"{name}/{key}", value, self.step)
