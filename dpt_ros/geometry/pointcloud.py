@@ -108,12 +108,12 @@ def ray_grid(
     (rows, columns) each, NaN where the lens model cannot be inverted to UNDISTORT_TOLERANCE_PX. Cached per
     (intrinsics, distortion, stride): every frame of a camera shares one grid.
     """
-    x_slopes, y_slopes = intrinsics.ray_slopes(stride, np.float32)
+    # float64 slopes rounded once to float32: the grid is computed once per camera, so precision is free
+    x_slopes, y_slopes = intrinsics.ray_slopes(stride, np.float64)
     if distortion is None:
-        rays = (x_slopes[np.newaxis, :], y_slopes[:, np.newaxis])
+        rays = (x_slopes[np.newaxis, :].astype(np.float32), y_slopes[:, np.newaxis].astype(np.float32))
     else:
-        x_slopes64, y_slopes64 = intrinsics.ray_slopes(stride, np.float64)
-        x_grid, y_grid = np.broadcast_arrays(x_slopes64[np.newaxis, :], y_slopes64[:, np.newaxis])
+        x_grid, y_grid = np.broadcast_arrays(x_slopes[np.newaxis, :], y_slopes[:, np.newaxis])
         tolerance = UNDISTORT_TOLERANCE_PX / max(intrinsics.fx, intrinsics.fy)
         x, y, valid = undistort_normalised(x_grid, y_grid, distortion.coefficients, distortion.model, tolerance)
         rays = (np.where(valid, x, np.nan).astype(np.float32), np.where(valid, y, np.nan).astype(np.float32))
