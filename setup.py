@@ -19,6 +19,7 @@ RUNTIME_REQUIREMENTS = [
     "tqdm==4.70.1",
     "matplotlib==3.11.2",
     "rosbags==0.11.9",
+    "scipy==1.17.1",  # the evaluator's LiDAR-only baselines (nearest-neighbour fill)
 ]
 
 # ROS 2 Kilted from PyPI, for machines without a system ROS install (tests, CI, laptops).
@@ -38,7 +39,6 @@ TEST_REQUIREMENTS = (
     + EXPORT_REQUIREMENTS
     + [
         "transformers==5.23.0",
-        "scipy==1.17.1",
         "pytest==9.2.0",
         "pytest-timeout==2.4.0",
         "ruff==0.17.6",
