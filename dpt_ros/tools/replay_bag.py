@@ -165,7 +165,11 @@ def replay(bag_path: Path, options: ReplayOptions) -> dict[str, int]:
     # Ctrl-C and SIGTERM end playing in this thread (KeyboardInterrupt), not by shutting rclpy down under it
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
-    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
+    # Both signals explicitly: a process started in the background by a shell inherits SIGINT ignored, and a
+    # looped replay would then never stop on `kill -INT` (seen under nohup).
+    previous_handlers = (
+        {number: signal.signal(number, _interrupt) for number in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
+    )
     node = rclpy.create_node("dpt_ros_replay")
     log = node.get_logger()
     if skipped:
@@ -220,8 +224,8 @@ def replay(bag_path: Path, options: ReplayOptions) -> dict[str, int]:
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop playing, keep what was recorded
         interrupted = True
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+        for number, handler in previous_handlers.items():
+            signal.signal(number, handler)
         executor.shutdown()
         spinner.join(timeout=5.0)  # a still-spinning thread at interpreter exit aborts the process
         if recorder is not None:
