@@ -6,13 +6,11 @@ The network is replaced by an oracle (a FakeEngine handed to the node) that retu
 (1/z - t) / s, so the node must find s and t from the LiDAR alone and publish metres on 'depth'.
 """
 
-import threading
 
 import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
@@ -34,6 +32,7 @@ from support.depth_node_harness import (
     stamp,
 )
 from support.fake_engines import fake_engine_factory, fixed_prediction
+from support.ros_runtime import SpinningContext
 
 pytestmark = pytest.mark.ros
 
@@ -72,8 +71,7 @@ def scene():
 def running_node(scene):
     truth, cloud, prediction = scene
     peer = RosPeer()
-    context = rclpy.Context()
-    rclpy.init(context=context)
+    runtime = SpinningContext()
     quaternion = Rotation.from_matrix(OPTICAL_FROM_LIDAR_ROTATION).as_quat()  # x, y, z, w
     overrides = {
         "model": "dpt_hybrid_midas",
@@ -85,20 +83,14 @@ def running_node(scene):
     }
     node = DepthNode(
         engine_factory=fake_engine_factory(fixed_prediction(prediction)),
-        context=context,
+        context=runtime.context,
         namespace=NAMESPACE,
         parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()],
     )
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    runtime.add(node)
     yield peer
     node.close()
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.shutdown(context=context)
-    spinner.join(timeout=10)
+    runtime.close()
     peer.close()
 
 

@@ -8,12 +8,9 @@ find metres from the LiDAR. `dpt-ros-replay` (a subprocess) plays the sample bag
 
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 from dpt_ros.app.node_config import DepthNodeConfig
@@ -24,6 +21,7 @@ from dpt_ros.tools.evaluate_bag import EvaluationOptions, reproduce_node_depth
 from dpt_ros.tools.make_sample_bag import sample_config, write_sample_bag
 from support.environment import subprocess_env
 from support.fake_engines import FakeEngine, content_key, lookup_by_content
+from support.ros_runtime import SpinningContext
 
 pytestmark = pytest.mark.ros
 
@@ -48,20 +46,13 @@ def node_parameters() -> dict:
 @pytest.fixture()
 def running_node():
     engine = oracle()
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = DepthNode(engine_factory=lambda preset, **_: engine, context=context, namespace=NAMESPACE,
-                     parameter_overrides=[Parameter(k, value=v) for k, v in node_parameters().items()])
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    runtime = SpinningContext()
+    node = runtime.add(DepthNode(engine_factory=lambda preset, **_: engine, context=runtime.context,
+                                 namespace=NAMESPACE,
+                                 parameter_overrides=[Parameter(k, value=v) for k, v in node_parameters().items()]))
     yield node
     node.close()
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.shutdown(context=context)
-    spinner.join(timeout=10)
+    runtime.close()
 
 
 @pytest.mark.timing  # the node must answer every frame replayed 0.4 s apart (a slower answer drops the next)
